@@ -1,0 +1,147 @@
+//! The command line, as clap derive types. Parsing only; the work happens in
+//! `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// sluice: a stream processor that runs WebAssembly plugins over Kafka records.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log filter, e.g. `info` or `sluice=debug` (also `RUST_LOG`).
+    #[arg(long, global = true, env = "SLUICE_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Where compiled plugins are cached (default `~/.cache/sluice/components`).
+    #[arg(long, global = true, env = "SLUICE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with a single plugin, without Kafka.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Run the pipelines defined in a pipeline file until SIGINT/SIGTERM.
+    Run {
+        /// The pipeline file (TOML).
+        file: PathBuf,
+    },
+    /// Validate a pipeline file and load every plugin it names; exit 0 or 2.
+    Check {
+        /// The pipeline file (TOML).
+        file: PathBuf,
+    },
+    /// Publish records to a topic: one per file, or JSONL from stdin.
+    Produce(ProduceArgs),
+    /// Print a topic's records as JSON lines (from the beginning).
+    Consume(ConsumeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Run a plugin over records read from files or stdin; one JSON line per
+    /// output or error on stdout.
+    Run(PluginRunArgs),
+    /// Print the world a plugin implements, its imports and its content hash.
+    Inspect {
+        /// The plugin component (`.wasm`).
+        plugin: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PluginRunArgs {
+    /// The plugin component (`.wasm`).
+    pub plugin: PathBuf,
+    /// A plugin parameter passed to `init`, as key=value. Repeatable.
+    #[arg(long = "config", short = 'c', value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub config: Vec<(String, String)>,
+    /// How input is split into records.
+    #[arg(long, value_enum, default_value_t = InputFormat::Raw)]
+    pub format: InputFormat,
+    /// Read records from this file (`-` for stdin) in addition to FILES.
+    #[arg(long, value_name = "FILE|-")]
+    pub input: Option<PathBuf>,
+    /// Memory cap per instance, e.g. 64MiB.
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// Deadline per call, e.g. 100ms.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub deadline: Option<std::time::Duration>,
+    /// Input files.
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormat {
+    /// Each file is one record; the value is the file's bytes.
+    Raw,
+    /// One `{"key":…, "value":…, "headers":{…}}` object per line.
+    Jsonl,
+    /// Each line is one record.
+    Lines,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// The topic to publish to.
+    pub topic: String,
+    /// Bootstrap brokers.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Files to publish, one record each (key = file name). Without files,
+    /// JSONL is read from stdin: `{"key":…, "value":…, "headers":{…}, "partition":N}`.
+    pub files: Vec<PathBuf>,
+    /// Extra librdkafka producer properties, as key=value. Repeatable.
+    #[arg(long = "property", short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub properties: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// The topic to read.
+    pub topic: String,
+    /// Bootstrap brokers.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Stop after this many records.
+    #[arg(long)]
+    pub max: Option<usize>,
+    /// Stop after this long, e.g. 30s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    crate::config::bytes::parse(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn key_value() {
+        assert_eq!(parse_key_value("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert!(parse_key_value("=x").is_err());
+        assert!(parse_key_value("novalue").is_err());
+    }
+}

@@ -1,0 +1,74 @@
+//! `sluice run` and `sluice check`.
+
+use std::path::Path;
+
+use super::usage;
+use crate::config::pipeline;
+use crate::plugin::Runtime;
+
+/// Validate a pipeline file and load every plugin (init included).
+pub fn check(runtime: &Runtime, path: &Path) -> anyhow::Result<()> {
+    let file = pipeline::load(path).map_err(usage)?;
+    crate::pipeline::load_plugins(runtime, &file).map_err(usage)?;
+    for p in &file.pipelines {
+        // Creating (not connecting) the clients validates every librdkafka
+        // property, so a misspelt pass-through key fails here.
+        let ctx = crate::source::kafka::SourceContext {
+            pipeline: p.name.clone(),
+            trackers: Default::default(),
+            metrics: crate::metrics::PipelineMetrics::new(&p.name),
+        };
+        crate::source::kafka::consumer(&p.source, ctx)
+            .map_err(|e| usage(anyhow::anyhow!("pipeline `{}`: source: {e}", p.name)))?;
+        println!(
+            "pipeline `{}`: ok ({} plugin(s), {} route(s))",
+            p.name,
+            p.plugins.len(),
+            p.routes.len()
+        );
+    }
+    Ok(())
+}
+
+/// Run until SIGINT/SIGTERM.
+pub fn run(runtime: Runtime, path: &Path) -> anyhow::Result<()> {
+    let file = pipeline::load(path).map_err(usage)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        crate::pipeline::run(runtime, file, shutdown_signal())
+            .await
+            .map_err(|e| {
+                if e.chain().any(|c| c.is::<crate::plugin::LoadError>() || c.is::<crate::plugin::InitError>()) {
+                    usage(e)
+                } else {
+                    e
+                }
+            })
+    })
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,344 @@
+//! The pipeline file: one or more pipelines, each a Kafka source, a chain of
+//! plugins and named routes to sinks.
+//!
+//! Promise: [`load`] either returns a fully validated [`File`] or an error
+//! that names the file, the pipeline and the field at fault.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use super::interpolate::interpolate;
+use super::kafka::{KafkaSource, ProducerConfig};
+use super::plugin::PluginConfig;
+
+/// The name of the route that outputs without a route take.
+pub const DEFAULT_ROUTE: &str = "default";
+
+/// A whole pipeline file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// Prometheus `/metrics` and `/healthz` endpoint.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+    /// The pipelines; each runs independently.
+    #[serde(rename = "pipeline")]
+    pub pipelines: Vec<Pipeline>,
+}
+
+/// The observability endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address to listen on, e.g. "127.0.0.1:9464".
+    pub listen: SocketAddr,
+}
+
+/// One pipeline: source → plugins → routes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// Unique name, used in logs and metric labels.
+    pub name: String,
+    /// The Kafka source.
+    pub source: KafkaSource,
+    /// The plugin chain, run in order.
+    #[serde(rename = "plugin", default)]
+    pub plugins: Vec<PluginConfig>,
+    /// Route name → sink. The `default` route is required.
+    pub routes: BTreeMap<String, Route>,
+    /// Where rejected records go.
+    pub dead_letter: DeadLetter,
+    /// Retries of transient plugin failures.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Producer settings for Kafka routes and the dead-letter topic.
+    #[serde(default)]
+    pub producer: ProducerConfig,
+}
+
+/// Where one route's outputs go: exactly one of `topic` or `dead_letter`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Produce outputs to this Kafka topic.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Send outputs to the pipeline's dead-letter topic.
+    #[serde(default)]
+    pub dead_letter: bool,
+    /// How to choose the partition.
+    #[serde(default)]
+    pub partitioning: Partitioning,
+    /// Compression codec for this topic.
+    #[serde(default)]
+    pub compression: Option<Compression>,
+    /// Headers added to every record on this route.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Replace the output's key with this fixed key.
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+/// Partition choice for a Kafka route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Partitioning {
+    /// Hash of the key (librdkafka's consistent_random; keyless records are
+    /// spread at random).
+    #[default]
+    Key,
+    /// Spread records evenly over partitions, ignoring the key.
+    RoundRobin,
+    /// Always this partition.
+    Partition(i32),
+}
+
+/// Compression codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// The dead-letter topic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetter {
+    /// Topic that receives rejected records, with headers explaining why.
+    pub topic: String,
+}
+
+/// Exponential backoff for transient failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts in all, including the first; then the record is dead-lettered.
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubles each time.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Upper bound on one delay.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryConfig {
+    /// Delay before retry number `attempt` (1 = first retry).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+}
+
+/// Read, interpolate, parse and validate a pipeline file. Plugin paths are
+/// made relative to the file's directory.
+pub fn load(path: &Path) -> anyhow::Result<File> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read pipeline file {}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, base, |k| std::env::var(k).ok())
+        .with_context(|| format!("invalid pipeline file {}", path.display()))
+}
+
+/// Parse pipeline text; `base` resolves relative plugin paths.
+pub fn parse(
+    text: &str,
+    base: &Path,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<File> {
+    let text = interpolate(text, env).map_err(anyhow::Error::msg)?;
+    let mut file: File = toml::from_str(&text)?;
+    for p in &mut file.pipelines {
+        for plugin in &mut p.plugins {
+            if plugin.path.is_relative() {
+                plugin.path = base.join(&plugin.path);
+            }
+        }
+    }
+    validate(&file)?;
+    Ok(file)
+}
+
+fn validate(file: &File) -> anyhow::Result<()> {
+    anyhow::ensure!(!file.pipelines.is_empty(), "no [[pipeline]] defined");
+    let mut names = std::collections::HashSet::new();
+    for p in &file.pipelines {
+        let at = |field: &str| format!("pipeline `{}`: {field}", p.name);
+        anyhow::ensure!(
+            names.insert(&p.name),
+            "pipeline name `{}` is used twice",
+            p.name
+        );
+        let s = &p.source;
+        anyhow::ensure!(!s.brokers.trim().is_empty(), "{} is empty", at("source.brokers"));
+        anyhow::ensure!(!s.group_id.is_empty(), "{} is empty", at("source.group_id"));
+        match (s.topics.is_empty(), s.assign.is_empty()) {
+            (true, true) => anyhow::bail!("{} give `topics` or `assign`", at("source:")),
+            (false, false) => {
+                anyhow::bail!("{} give `topics` or `assign`, not both", at("source:"))
+            }
+            _ => {}
+        }
+        anyhow::ensure!(s.max_in_flight > 0, "{} must be at least 1", at("source.max_in_flight"));
+        for (i, plugin) in p.plugins.iter().enumerate() {
+            anyhow::ensure!(
+                plugin.workers > 0,
+                "{} must be at least 1",
+                at(&format!("plugin[{i}].workers"))
+            );
+        }
+        anyhow::ensure!(
+            p.routes.contains_key(DEFAULT_ROUTE),
+            "{} is missing; every pipeline needs a `default` route",
+            at("routes.default")
+        );
+        for (name, r) in &p.routes {
+            let field = format!("routes.{name}");
+            match (&r.topic, r.dead_letter) {
+                (Some(_), true) => {
+                    anyhow::bail!("{} sets both `topic` and `dead_letter`", at(&field))
+                }
+                (None, false) => {
+                    anyhow::bail!("{} needs `topic = \"...\"` or `dead_letter = true`", at(&field))
+                }
+                _ => {}
+            }
+            if let Some(t) = &r.topic {
+                anyhow::ensure!(!t.is_empty(), "{} is empty", at(&format!("{field}.topic")));
+            }
+        }
+        anyhow::ensure!(!p.dead_letter.topic.is_empty(), "{} is empty", at("dead_letter.topic"));
+        anyhow::ensure!(p.retry.max_attempts >= 1, "{} must be at least 1", at("retry.max_attempts"));
+    }
+    Ok(())
+}
+
+/// Resolve `path` against the directory of the pipeline file.
+pub fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_relative() {
+        base.join(path)
+    } else {
+        path.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[[pipeline]]
+name = "p"
+source = { brokers = "${KAFKA_BROKERS:-127.0.0.1:9092}", topics = ["in"], group_id = "g" }
+routes.default = { topic = "out" }
+dead_letter = { topic = "dlq" }
+[[pipeline.plugin]]
+path = "x.wasm"
+params = { threshold = 500, mode = "fast" }
+deadline = "50ms"
+"#;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn parses_minimal() {
+        let f = parse(MINIMAL, Path::new("/etc/sluice"), no_env).unwrap();
+        let p = &f.pipelines[0];
+        assert_eq!(p.source.brokers, "127.0.0.1:9092");
+        assert_eq!(p.plugins[0].path, Path::new("/etc/sluice/x.wasm"));
+        assert_eq!(p.plugins[0].limits.deadline, Duration::from_millis(50));
+        let params = p.plugins[0].init_params();
+        assert!(params.contains(&("threshold".into(), "500".into())));
+        assert_eq!(p.retry, RetryConfig::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = MINIMAL.replace("deadline = \"50ms\"", "dedline = \"50ms\"");
+        let err = format!("{:#}", parse(&text, Path::new("."), no_env).unwrap_err());
+        assert!(err.contains("dedline"), "{err}");
+    }
+
+    #[test]
+    fn missing_default_route_is_named() {
+        let text = MINIMAL.replace("routes.default", "routes.other");
+        let err = format!("{:#}", parse(&text, Path::new("."), no_env).unwrap_err());
+        assert!(err.contains("routes.default"), "{err}");
+    }
+
+    #[test]
+    fn route_needs_one_sink() {
+        let text = MINIMAL.replace(
+            "routes.default = { topic = \"out\" }",
+            "routes.default = { topic = \"out\", dead_letter = true }",
+        );
+        let err = format!("{:#}", parse(&text, Path::new("."), no_env).unwrap_err());
+        assert!(err.contains("routes.default") && err.contains("both"), "{err}");
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let r = RetryConfig {
+            max_attempts: 10,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(500),
+        };
+        assert_eq!(r.backoff(1), Duration::from_millis(100));
+        assert_eq!(r.backoff(2), Duration::from_millis(200));
+        assert_eq!(r.backoff(3), Duration::from_millis(400));
+        assert_eq!(r.backoff(4), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn examples_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&root).unwrap() {
+            let file = entry.unwrap().path().join("pipeline.toml");
+            if file.exists() {
+                let text = std::fs::read_to_string(&file).unwrap();
+                parse(&text, file.parent().unwrap(), no_env)
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", file.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "no examples/*/pipeline.toml found");
+    }
+}

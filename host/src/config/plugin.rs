@@ -1,0 +1,76 @@
+//! One entry of a pipeline's plugin chain.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::plugin::Limits;
+
+/// A plugin in the chain. Outputs on its default route feed the next plugin;
+/// outputs on a named route leave the chain for that route's sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Name used in logs, metrics and dead-letter headers. Defaults to the
+    /// file name without `.wasm`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Path to the component, relative to the pipeline file.
+    pub path: PathBuf,
+    /// Parameters passed to the plugin's `init`, as key/value strings.
+    #[serde(default)]
+    pub params: BTreeMap<String, ParamValue>,
+    /// Memory cap and deadlines.
+    #[serde(flatten)]
+    pub limits: Limits,
+    /// Worker threads running this plugin. Records of one partition always go
+    /// to the same worker, so order within a partition is kept.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+}
+
+fn default_workers() -> usize {
+    1
+}
+
+/// A parameter value; numbers and booleans are passed to `init` as text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    String(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::String(s) => f.write_str(s),
+            ParamValue::Integer(i) => write!(f, "{i}"),
+            ParamValue::Float(x) => write!(f, "{x}"),
+            ParamValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+impl PluginConfig {
+    /// The plugin's display name.
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            self.path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "plugin".into())
+        })
+    }
+
+    /// Parameters as `init` wants them.
+    pub fn init_params(&self) -> Vec<(String, String)> {
+        self.params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect()
+    }
+}

@@ -1,0 +1,57 @@
+//! The `sluice` binary: parse the command line, set up logging, hand over to
+//! the library.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use sluice::cli::{Cli, Command, PluginCommand};
+use sluice::commands::{self, Usage};
+use sluice::plugin::{Runtime, RuntimeOptions};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if err.is::<Usage>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime(cli: &Cli) -> anyhow::Result<Runtime> {
+    let mut opts = RuntimeOptions::default();
+    if let Some(dir) = &cli.cache_dir {
+        opts.cache_dir = Some(dir.clone());
+    }
+    Runtime::new(opts)
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let rt = runtime(&cli)?;
+    match cli.command {
+        Command::Plugin(PluginCommand::Run(args)) => commands::plugin::run(&rt, args),
+        Command::Plugin(PluginCommand::Inspect { plugin }) => {
+            commands::plugin::inspect(&rt, &plugin)
+        }
+        Command::Run { file } => commands::pipeline::run(rt, &file),
+        Command::Check { file } => commands::pipeline::check(&rt, &file),
+        Command::Produce(args) => commands::produce::run(args),
+        Command::Consume(args) => commands::consume::run(args),
+    }
+}

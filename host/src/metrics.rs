@@ -1,0 +1,142 @@
+//! Every metric sluice exports, defined once, and the HTTP endpoint that
+//! serves them (`/metrics` in Prometheus text format, `/healthz`).
+//!
+//! Promise: per-record paths touch only pre-registered handles, so recording
+//! a metric never allocates or looks up a label set.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use metrics::{Counter, Gauge, Histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const RECORDS_IN: &str = "sluice_records_in_total";
+pub const RECORDS_OUT: &str = "sluice_records_out_total";
+pub const RECORDS_FILTERED: &str = "sluice_records_filtered_total";
+pub const RECORDS_DEAD_LETTERED: &str = "sluice_records_dead_lettered_total";
+pub const RETRIES: &str = "sluice_retries_total";
+pub const PLUGIN_CALL_SECONDS: &str = "sluice_plugin_call_seconds";
+pub const PLUGIN_TRAPS: &str = "sluice_plugin_traps_total";
+pub const CONSUMER_LAG: &str = "sluice_consumer_lag";
+pub const OFFSETS_STORED: &str = "sluice_offsets_stored_total";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Install the Prometheus recorder (once per process) and return its handle.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(PLUGIN_CALL_SECONDS.into()),
+            &[
+                1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2,
+                0.1, 0.5, 1.0,
+            ],
+        )?
+        .build_recorder();
+    let handle = recorder.handle();
+    if metrics::set_global_recorder(recorder).is_err() {
+        anyhow::bail!("a metrics recorder was already installed");
+    }
+    let _ = HANDLE.set(handle.clone());
+    Ok(handle)
+}
+
+/// Serve `/metrics` and `/healthz` until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    handle: PrometheusHandle,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let h = handle.clone();
+                async move { h.render() }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "metrics endpoint listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+/// Handles for one pipeline's record counters.
+#[derive(Clone)]
+pub struct PipelineMetrics {
+    pub records_in: Counter,
+    pub filtered: Counter,
+    pub retries: Counter,
+    pub offsets_stored: Counter,
+    pipeline: String,
+}
+
+impl PipelineMetrics {
+    pub fn new(pipeline: &str) -> Self {
+        let p = pipeline.to_owned();
+        PipelineMetrics {
+            records_in: metrics::counter!(RECORDS_IN, "pipeline" => p.clone()),
+            filtered: metrics::counter!(RECORDS_FILTERED, "pipeline" => p.clone()),
+            retries: metrics::counter!(RETRIES, "pipeline" => p.clone()),
+            offsets_stored: metrics::counter!(OFFSETS_STORED, "pipeline" => p.clone()),
+            pipeline: p,
+        }
+    }
+
+    /// Counter of outputs written to `route`.
+    pub fn out(&self, route: &str) -> Counter {
+        metrics::counter!(RECORDS_OUT, "pipeline" => self.pipeline.clone(), "route" => route.to_owned())
+    }
+
+    /// Counter of records dead-lettered for `kind`.
+    pub fn dead_lettered(&self, kind: &'static str) -> Counter {
+        metrics::counter!(RECORDS_DEAD_LETTERED, "pipeline" => self.pipeline.clone(), "kind" => kind)
+    }
+
+    /// Per-plugin call latency and trap counters.
+    pub fn plugin(&self, plugin: &str) -> PluginMetrics {
+        let p = || self.pipeline.clone();
+        let trap = |kind: &'static str| {
+            metrics::counter!(PLUGIN_TRAPS, "pipeline" => p(), "plugin" => plugin.to_owned(), "kind" => kind)
+        };
+        PluginMetrics {
+            call_seconds: metrics::histogram!(PLUGIN_CALL_SECONDS, "pipeline" => p(), "plugin" => plugin.to_owned()),
+            deadline: trap("deadline"),
+            memory: trap("memory"),
+            trap: trap("trap"),
+        }
+    }
+
+    /// Gauge of consumer lag for one partition.
+    pub fn lag(&self, topic: &str, partition: i32) -> Gauge {
+        metrics::gauge!(CONSUMER_LAG, "pipeline" => self.pipeline.clone(), "topic" => topic.to_owned(), "partition" => partition.to_string())
+    }
+}
+
+/// Handles for one plugin in one pipeline.
+#[derive(Clone)]
+pub struct PluginMetrics {
+    pub call_seconds: Histogram,
+    pub deadline: Counter,
+    pub memory: Counter,
+    pub trap: Counter,
+}
+
+impl PluginMetrics {
+    /// Count a trap of the given kind; other kinds are not traps.
+    pub fn trapped(&self, kind: &str) {
+        match kind {
+            "deadline" => self.deadline.increment(1),
+            "memory" => self.memory.increment(1),
+            "trap" => self.trap.increment(1),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! The pipeline runtime: consume → plugin stages → sinks → acknowledge →
+//! store offset.
+//!
+//! When an offset may be committed: a record's offset is stored only after
+//! the sink has acknowledged every output of that record and of every
+//! earlier record of its partition (see [`crate::source::offsets`]). On
+//! shutdown the order is: stop polling, drain the stages, wait for every
+//! delivery, store the offsets that finished, commit synchronously. A fatal
+//! produce error stops the pipeline without storing the offset of the
+//! record it hit, nor any later offset of that partition.
+
+pub mod stage;
+pub mod work;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
+use rdkafka::Message as _;
+use rdkafka::consumer::{CommitMode, Consumer as _};
+use rdkafka::message::Headers as _;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::pipeline::{File, Pipeline};
+use crate::metrics::PipelineMetrics;
+use crate::plugin::{Header, Input, Instance, Plugin, Runtime};
+use crate::sink::kafka::KafkaSink;
+use crate::source::kafka::{SourceConsumer, SourceContext, Trackers};
+use stage::{Next, Stage, lane};
+use work::Work;
+
+/// Capacity of each stage's input channel.
+const STAGE_QUEUE: usize = 256;
+/// How long shutdown waits for outstanding deliveries.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Load every plugin a file names and start one instance of each (so a bad
+/// plugin or a rejected config fails here, before anything is consumed).
+/// Returns the plugins per pipeline, in chain order.
+pub fn load_plugins(runtime: &Runtime, file: &File) -> anyhow::Result<Vec<Vec<Arc<Plugin>>>> {
+    let mut all = Vec::new();
+    for p in &file.pipelines {
+        let mut chain = Vec::new();
+        for (i, pc) in p.plugins.iter().enumerate() {
+            let at = || format!("pipeline `{}`: plugin[{i}] ({})", p.name, pc.display_name());
+            let plugin = runtime
+                .load(&pc.path, &pc.display_name())
+                .with_context(at)?;
+            Instance::new(plugin.clone(), pc.init_params(), pc.limits).with_context(at)?;
+            chain.push(plugin);
+        }
+        all.push(chain);
+    }
+    Ok(all)
+}
+
+/// Run every pipeline of `file` until `shutdown` resolves or one fails.
+pub async fn run(
+    runtime: Runtime,
+    file: File,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let rt = runtime.clone();
+    let file2 = file.clone();
+    let plugins = tokio::task::spawn_blocking(move || load_plugins(&rt, &file2)).await??;
+    let cancel = CancellationToken::new();
+    let handle = crate::metrics::install().ok();
+    let tracker = tokio_util::task::TaskTracker::new();
+    if let (Some(m), Some(handle)) = (&file.metrics, handle) {
+        let (addr, c) = (m.listen, cancel.clone());
+        tracker.spawn(async move {
+            if let Err(e) = crate::metrics::serve(addr, handle, c).await {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        });
+    }
+    let mut pipelines = tokio::task::JoinSet::new();
+    for (p, chain) in file.pipelines.into_iter().zip(plugins) {
+        let c = cancel.clone();
+        pipelines.spawn(async move {
+            let name = p.name.clone();
+            run_pipeline(p, chain, c).await.with_context(|| format!("pipeline `{name}`"))
+        });
+    }
+    tokio::pin!(shutdown);
+    let mut result = Ok(());
+    loop {
+        tokio::select! {
+            _ = &mut shutdown, if !cancel.is_cancelled() => {
+                tracing::info!("shutting down: draining pipelines");
+                cancel.cancel();
+            }
+            done = pipelines.join_next() => match done {
+                None => break,
+                Some(r) => {
+                    let r = r.map_err(anyhow::Error::from).and_then(|r| r);
+                    if let Err(e) = r {
+                        tracing::error!(error = %format!("{e:#}"), "pipeline failed; stopping");
+                        if result.is_ok() {
+                            result = Err(e);
+                        }
+                        cancel.cancel();
+                    }
+                }
+            }
+        }
+    }
+    cancel.cancel();
+    tracker.close();
+    tracker.wait().await;
+    result
+}
+
+/// Run one pipeline until `cancel` fires or a fatal error.
+pub async fn run_pipeline(
+    p: Pipeline,
+    chain: Vec<Arc<Plugin>>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = PipelineMetrics::new(&p.name);
+    let sink = KafkaSink::new(&p, metrics.clone()).await?;
+    let trackers = Arc::new(Trackers::default());
+    let ctx = SourceContext {
+        pipeline: p.name.clone(),
+        trackers: trackers.clone(),
+        metrics: metrics.clone(),
+    };
+    let consumer = Arc::new(
+        crate::source::kafka::consumer(&p.source, ctx)
+            .map_err(anyhow::Error::msg)
+            .context("source")?,
+    );
+
+    // Stages are built back to front, each knowing where to send its work.
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (sink_tx, sink_rx) = mpsc::channel::<Work>(STAGE_QUEUE);
+    let mut next = Next::Sink(sink_tx.clone());
+    let mut threads = Vec::new();
+    for (index, (pc, plugin)) in p.plugins.iter().zip(&chain).enumerate().rev() {
+        let mut txs = Vec::new();
+        for w in 0..pc.workers {
+            let (tx, rx) = mpsc::channel::<Work>(STAGE_QUEUE);
+            txs.push(tx);
+            let instance = Instance::new(plugin.clone(), pc.init_params(), pc.limits)?;
+            let stage = Stage {
+                index,
+                last: index + 1 == chain.len(),
+                instance,
+                retry: p.retry,
+                metrics: metrics.plugin(plugin.name()),
+                pipeline: metrics.clone(),
+                stopping: stopping.clone(),
+            };
+            let next = match &next {
+                Next::Stage(v) => Next::Stage(v.clone()),
+                Next::Sink(s) => Next::Sink(s.clone()),
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("{}-{}-{w}", p.name, plugin.name()))
+                    .spawn(move || stage.run(rx, next))?,
+            );
+        }
+        next = Next::Stage(txs);
+    }
+    drop(sink_tx);
+    let first = next;
+
+    let sink_cancel = cancel.clone();
+    let sink_consumer = consumer.clone();
+    let sink_task = tokio::spawn(sink_loop(sink, sink_rx, sink_consumer, sink_cancel));
+
+    let consumed = consume_loop(&p, &consumer, &trackers, first, &metrics, &cancel).await;
+    // Stop polling: from here on nothing new enters the pipeline.
+    stopping.store(cancel.is_cancelled(), Ordering::Relaxed);
+    let sunk = sink_task.await.context("sink task panicked")?;
+    for t in threads {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    // Every finished offset is stored by now; commit them before leaving.
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(pipeline = %p.name, error = %e, "final commit");
+    }
+    trackers.revoke_all();
+    tracing::info!(pipeline = %p.name, "pipeline stopped");
+    sunk.and(consumed)
+}
+
+/// Read records and hand them to the first stage (or straight to the sink
+/// when the chain is empty) until cancelled.
+async fn consume_loop(
+    p: &Pipeline,
+    consumer: &SourceConsumer,
+    trackers: &Trackers,
+    first: Next,
+    metrics: &PipelineMetrics,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    let max_in_flight = p.source.max_in_flight;
+    loop {
+        let msg = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            m = consumer.recv() => m,
+        };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(pipeline = %p.name, error = %e, "consumer error");
+                continue;
+            }
+        };
+        let tracker = trackers.get(msg.topic(), msg.partition(), max_in_flight);
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            permit = tracker.permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                // Revoked while we waited: the record will be read again by
+                // whoever owns the partition now.
+                Err(_) => continue,
+            },
+        };
+        metrics.records_in.increment(1);
+        tracker.begin(msg.offset());
+        let record = Input {
+            topic: msg.topic().to_owned(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            timestamp: msg.timestamp().to_millis(),
+            key: msg.key().map(<[u8]>::to_vec),
+            value: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            headers: msg
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| Header {
+                            name: h.key.to_owned(),
+                            value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        drop(msg);
+        let mut work = Work::new(record, tracker, permit);
+        let tx = match &first {
+            Next::Stage(txs) => &txs[lane(work.record.partition, txs.len())],
+            Next::Sink(tx) => {
+                let output = crate::plugin::Output {
+                    route: None,
+                    key: work.record.key.clone(),
+                    value: work.record.value.clone(),
+                    headers: work.record.headers.clone(),
+                };
+                work.routed.push(output);
+                tx
+            }
+        };
+        if tx.send(work).await.is_err() {
+            anyhow::bail!("pipeline stages stopped unexpectedly");
+        }
+    }
+}
+
+/// Dispatch finished work to the sink and store offsets as deliveries are
+/// acknowledged.
+async fn sink_loop(
+    sink: KafkaSink,
+    mut rx: mpsc::Receiver<Work>,
+    consumer: Arc<SourceConsumer>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut inflight = FuturesUnordered::new();
+    let mut open = true;
+    let finish = |work: Work| {
+        if let Some(offset) = work.tracker.finish(work.record.offset)
+            && let Err(e) = consumer.store_offset(&work.tracker.topic, work.tracker.partition, offset)
+        {
+            // The partition was revoked in between: its new owner re-reads.
+            tracing::debug!(topic = %work.tracker.topic, partition = work.tracker.partition, error = %e, "offset not stored");
+        }
+    };
+    let result = loop {
+        tokio::select! {
+            w = rx.recv(), if open => match w {
+                Some(work) if work.abandoned => drop(work),
+                Some(work) => {
+                    let tracker = work.tracker.clone();
+                    let offset = work.record.offset;
+                    match sink.dispatch(work).await {
+                        Some(fut) => inflight.push(fut),
+                        // Filtered: nothing to wait for.
+                        None => {
+                            if let Some(o) = tracker.finish(offset) {
+                                let _ = consumer.store_offset(&tracker.topic, tracker.partition, o);
+                            }
+                        }
+                    }
+                }
+                None => open = false,
+            },
+            Some(done) = inflight.next() => match done {
+                Ok(work) => finish(work),
+                Err(e) => break Err(anyhow::anyhow!("fatal produce error: {e}")),
+            },
+            else => break Ok(()),
+        }
+    };
+    if result.is_err() {
+        cancel.cancel();
+        // Do not finish anything else: the failed record holds its
+        // partition's offset back, and the others may be re-read.
+        return result;
+    }
+    if let Err(e) = sink.flush(DRAIN_TIMEOUT) {
+        tracing::warn!(error = %e, "producer flush on shutdown");
+    }
+    result
+}

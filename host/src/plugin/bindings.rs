@@ -1,0 +1,16 @@
+//! The one place the host generates bindings for the `sluice:plugin` WIT
+//! package. Everything else in the host uses these types.
+//!
+//! Promise: the world named here is the world every plugin is checked against
+//! when it is loaded; a component that does not export it is refused.
+
+wasmtime::component::bindgen!({
+    world: "transform",
+    path: "../wit",
+});
+
+pub use sluice::plugin::log::Level;
+pub use sluice::plugin::types::{ErrorKind, Header, Input, Output, ProcessError};
+
+/// The fully qualified name of the world plugins implement.
+pub const WORLD: &str = "sluice:plugin/transform@0.1.0";

@@ -1,0 +1,242 @@
+//! The one wasmtime `Engine`, its epoch ticker, and loading components with
+//! an on-disk compilation cache.
+//!
+//! Promise: a component is compiled at most once per (content hash, wasmtime
+//! version, engine settings); later loads deserialize the cached artefact. A
+//! file that is not a component, or that does not implement the sluice world,
+//! is refused with an error naming the file and the problem.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+use super::bindings::{Transform, TransformPre, WORLD};
+use super::host::HostState;
+use super::{LoadError, Plugin};
+
+/// How often the epoch advances. A call overruns its deadline by at most
+/// one tick.
+pub const DEFAULT_TICK: Duration = Duration::from_millis(5);
+
+/// Options for the plugin runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Where compiled components are cached. `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Epoch tick interval.
+    pub tick: Duration,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            cache_dir: default_cache_dir(),
+            tick: DEFAULT_TICK,
+        }
+    }
+}
+
+/// `$SLUICE_CACHE_DIR`, else `$XDG_CACHE_HOME/sluice/components`, else
+/// `$HOME/.cache/sluice/components`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SLUICE_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("sluice").join("components"))
+}
+
+/// The shared plugin runtime: one engine, one linker, one ticker thread.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache_dir: Option<PathBuf>,
+    tick: Duration,
+    /// Engine settings fingerprint, part of every cache key.
+    compat: String,
+}
+
+impl Runtime {
+    pub fn new(opts: RuntimeOptions) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Transform::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )?;
+
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let compat = format!("wasmtime-{}-{:016x}", wasmtime_version(), h.finish());
+
+        spawn_ticker(&engine, opts.tick);
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                cache_dir: opts.cache_dir,
+                tick: opts.tick,
+                compat,
+            }),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub fn tick(&self) -> Duration {
+        self.inner.tick
+    }
+
+    /// Load and check a plugin from a `.wasm` file. CPU-heavy on a cache
+    /// miss: call it from a blocking context.
+    pub fn load(&self, path: &Path, name: &str) -> Result<Arc<Plugin>, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.load_bytes(&bytes, path, name)
+    }
+
+    /// As [`Runtime::load`], from bytes already in memory.
+    pub fn load_bytes(
+        &self,
+        bytes: &[u8],
+        path: &Path,
+        name: &str,
+    ) -> Result<Arc<Plugin>, LoadError> {
+        check_component_header(bytes, path)?;
+        let hash = hex::encode(Sha256::digest(bytes));
+        let started = Instant::now();
+        let (component, cached) = self.compile_cached(bytes, &hash, path)?;
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::World {
+                path: path.to_owned(),
+                reason: format!("it needs an import the host does not provide: {e:#}"),
+            })?;
+        let pre = TransformPre::new(instance_pre).map_err(|e| LoadError::World {
+            path: path.to_owned(),
+            reason: format!("it does not export the {WORLD} world: {e:#}"),
+        })?;
+        tracing::debug!(
+            plugin = name,
+            hash = &hash[..12],
+            cached,
+            elapsed = ?started.elapsed(),
+            "plugin loaded"
+        );
+        Ok(Arc::new(Plugin {
+            name: name.into(),
+            path: path.to_owned(),
+            hash,
+            cached,
+            component,
+            pre,
+            runtime: self.clone(),
+        }))
+    }
+
+    fn compile_cached(
+        &self,
+        bytes: &[u8],
+        hash: &str,
+        path: &Path,
+    ) -> Result<(Component, bool), LoadError> {
+        let engine = &self.inner.engine;
+        let compile = || {
+            Component::new(engine, bytes).map_err(|e| LoadError::Compile {
+                path: path.to_owned(),
+                reason: format!("{e:#}"),
+            })
+        };
+        let Some(dir) = &self.inner.cache_dir else {
+            return Ok((compile()?, false));
+        };
+        let file = dir.join(format!("{hash}-{}.cwasm", self.inner.compat));
+        if file.exists() {
+            // SAFETY: the cache directory is private to sluice and every file
+            // in it was written by `Component::serialize` from this same
+            // wasmtime version and engine settings (both are in the name).
+            match unsafe { Component::deserialize_file(engine, &file) } {
+                Ok(c) => return Ok((c, true)),
+                Err(e) => tracing::warn!(file = %file.display(), error = %e, "ignoring bad cache entry"),
+            }
+        }
+        let component = compile()?;
+        if let Err(e) = write_cache(dir, &file, &component) {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not cache compiled plugin");
+        }
+        Ok((component, false))
+    }
+}
+
+fn write_cache(dir: &Path, file: &Path, component: &Component) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let data = component.serialize()?;
+    // Write then rename, so a concurrent reader never sees half a file.
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, file)?;
+    Ok(())
+}
+
+/// Refuse anything that is not a WebAssembly component, with a hint.
+fn check_component_header(bytes: &[u8], path: &Path) -> Result<(), LoadError> {
+    let not = |reason: &str| LoadError::NotComponent {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(not("it is not a WebAssembly file (bad magic number)"));
+    }
+    match bytes[4..8] {
+        [0x0d, 0x00, 0x01, 0x00] => Ok(()),
+        [0x01, 0x00, 0x00, 0x00] => Err(not(
+            "it is a core WebAssembly module, not a component; build for wasm32-wasip2 \
+             or wrap it with `wasm-tools component new`",
+        )),
+        _ => Err(not("it has an unsupported WebAssembly version or layer")),
+    }
+}
+
+fn spawn_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("sluice-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(tick);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the epoch ticker; deadlines will not fire");
+    }
+}
+
+/// The wasmtime version this host was built with.
+pub fn wasmtime_version() -> &'static str {
+    "48.0.8"
+}

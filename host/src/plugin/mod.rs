@@ -1,0 +1,294 @@
+//! The plugin runtime: load a component once, run it many times.
+//!
+//! A [`Plugin`] is a compiled, world-checked component, shared by every worker.
+//! An [`Instance`] is one worker's live copy: one `Store`, one instance, reused
+//! for every record. Promise: a record that traps (deadline, memory cap,
+//! guest panic) costs only that record. The instance is thrown away and
+//! rebuilt (with `init` called again) before the next record, which runs
+//! normally.
+
+pub mod bindings;
+pub mod engine;
+pub mod host;
+pub mod limits;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::Component;
+use wasmtime::{Store, Trap};
+
+pub use bindings::{ErrorKind, Header, Input, Output};
+use bindings::{Transform, TransformPre};
+pub use engine::{Runtime, RuntimeOptions};
+use host::HostState;
+pub use limits::Limits;
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read plugin {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not a WebAssembly component: {reason}", path.display())]
+    NotComponent { path: PathBuf, reason: String },
+    #[error("cannot compile plugin {}: {reason}", path.display())]
+    Compile { path: PathBuf, reason: String },
+    #[error("{} does not implement the sluice plugin world: {reason}", path.display())]
+    World { path: PathBuf, reason: String },
+}
+
+/// Why a plugin instance could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("plugin `{plugin}` could not be instantiated: {reason}")]
+    Instantiate { plugin: String, reason: String },
+    #[error("plugin `{plugin}` rejected its configuration: {message}")]
+    Rejected { plugin: String, message: String },
+    #[error("plugin `{plugin}` trapped during init: {reason}")]
+    Trapped { plugin: String, reason: String },
+}
+
+/// Why one record failed. The variant decides what the pipeline does with
+/// it: `Transient` is retried, everything else is dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    /// The plugin says the record is bad.
+    #[error("invalid record: {0}")]
+    Invalid(String),
+    /// The plugin says the failure may go away.
+    #[error("transient failure: {0}")]
+    Transient(String),
+    /// The call ran past its deadline and was interrupted.
+    #[error("deadline of {deadline:?} exceeded")]
+    Deadline { deadline: Duration },
+    /// The plugin tried to grow memory past its cap.
+    #[error("memory limit of {limit} bytes exceeded: {detail}")]
+    Memory { limit: u64, detail: String },
+    /// Any other trap: a guest panic, `unreachable`, an out-of-bounds access.
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+}
+
+impl PluginError {
+    /// The kind's stable name, as used in dead-letter headers, metrics and
+    /// `sluice plugin run` output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginError::Invalid(_) => "invalid",
+            PluginError::Transient(_) => "transient",
+            PluginError::Deadline { .. } => "deadline",
+            PluginError::Memory { .. } => "memory",
+            PluginError::Trap(_) => "trap",
+        }
+    }
+
+    /// The message without the kind prefix.
+    pub fn message(&self) -> String {
+        match self {
+            PluginError::Invalid(m) | PluginError::Transient(m) | PluginError::Trap(m) => m.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Whether retrying the same record may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, PluginError::Transient(_))
+    }
+}
+
+/// A compiled plugin that implements the sluice world.
+pub struct Plugin {
+    name: Arc<str>,
+    path: PathBuf,
+    hash: String,
+    cached: bool,
+    component: Component,
+    pre: TransformPre<HostState>,
+    runtime: Runtime,
+}
+
+impl Plugin {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// SHA-256 of the component bytes, hex.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// Whether the compiled code came from the on-disk cache.
+    pub fn from_cache(&self) -> bool {
+        self.cached
+    }
+
+    pub fn component(&self) -> &Component {
+        &self.component
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Live {
+    store: Store<HostState>,
+    bindings: Transform,
+}
+
+/// One worker's instance of a plugin. Not shared between threads; each
+/// worker owns its own.
+pub struct Instance {
+    plugin: Arc<Plugin>,
+    params: Vec<(String, String)>,
+    limits: Limits,
+    deadline_ticks: u64,
+    live: Option<Live>,
+}
+
+impl Instance {
+    /// Instantiate `plugin` and call its `init` with `params`.
+    pub fn new(
+        plugin: Arc<Plugin>,
+        params: Vec<(String, String)>,
+        limits: Limits,
+    ) -> Result<Self, InitError> {
+        let deadline_ticks = limits::ticks_for(limits.deadline, plugin.runtime.tick());
+        let mut instance = Instance {
+            plugin,
+            params,
+            limits,
+            deadline_ticks,
+            live: None,
+        };
+        instance.live = Some(instance.build()?);
+        Ok(instance)
+    }
+
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn build(&self) -> Result<Live, InitError> {
+        let plugin = &self.plugin;
+        let name = || plugin.name.to_string();
+        let mut store = Store::new(
+            plugin.runtime.engine(),
+            HostState::new(plugin.name.clone(), &self.limits),
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(limits::ticks_for(
+            self.limits.init_deadline,
+            plugin.runtime.tick(),
+        ));
+        let bindings = plugin
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| InitError::Instantiate {
+                plugin: name(),
+                reason: describe(&e, &store, &self.limits),
+            })?;
+        match bindings.call_init(&mut store, &self.params) {
+            Ok(Ok(())) => Ok(Live { store, bindings }),
+            Ok(Err(message)) => Err(InitError::Rejected {
+                plugin: name(),
+                message,
+            }),
+            Err(e) => Err(InitError::Trapped {
+                plugin: name(),
+                reason: describe(&e, &store, &self.limits),
+            }),
+        }
+    }
+
+    /// Run one record through the plugin.
+    pub fn process(&mut self, input: &Input) -> Result<Vec<Output>, PluginError> {
+        let live = match &mut self.live {
+            Some(live) => live,
+            None => {
+                let live = self
+                    .build()
+                    .map_err(|e| PluginError::Trap(format!("could not rebuild instance: {e}")))?;
+                self.live.insert(live)
+            }
+        };
+        live.store.data_mut().limiter.reset();
+        live.store.set_epoch_deadline(self.deadline_ticks);
+        match live.bindings.call_process(&mut live.store, input) {
+            Ok(Ok(outputs)) => Ok(outputs),
+            Ok(Err(e)) => Err(match e.kind {
+                ErrorKind::Invalid => PluginError::Invalid(e.message),
+                ErrorKind::Transient => PluginError::Transient(e.message),
+            }),
+            Err(e) => {
+                let err = classify(&e, &live.store, &self.limits);
+                tracing::warn!(
+                    plugin = %self.plugin.name,
+                    kind = err.kind(),
+                    error = %err,
+                    "plugin trapped; rebuilding its instance"
+                );
+                // A trapped instance may hold broken invariants: drop it.
+                self.live = None;
+                Err(err)
+            }
+        }
+    }
+}
+
+fn classify(err: &anyhow::Error, store: &Store<HostState>, limits: &Limits) -> PluginError {
+    if store.data().limiter.memory_refused() {
+        return PluginError::Memory {
+            limit: limits.memory,
+            detail: root_message(err),
+        };
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => PluginError::Deadline {
+            deadline: limits.deadline,
+        },
+        _ => PluginError::Trap(root_message(err)),
+    }
+}
+
+fn describe(err: &anyhow::Error, store: &Store<HostState>, limits: &Limits) -> String {
+    classify(err, store, limits).to_string()
+}
+
+/// The trap's own message, plus the first guest frame when there is one.
+fn root_message(err: &anyhow::Error) -> String {
+    let trap = err
+        .downcast_ref::<Trap>()
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| err.root_cause().to_string());
+    match err.downcast_ref::<wasmtime::WasmBacktrace>() {
+        Some(bt) => match bt.frames().first().and_then(|f| f.func_name()) {
+            Some(func) => format!("{trap} (in {func})"),
+            None => trap,
+        },
+        None => trap,
+    }
+}

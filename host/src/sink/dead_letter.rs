@@ -1,0 +1,54 @@
+//! Dead-letter records: the original record, unchanged, with headers that
+//! say where it came from and why it was rejected.
+//!
+//! Promise: a dead-letter record carries the original key, value and
+//! headers, plus `sluice.*` headers naming the source topic, partition and
+//! offset, the plugin and its content hash, the error kind and message, and
+//! the time it was dead-lettered.
+
+use rdkafka::message::{Header, OwnedHeaders};
+
+use crate::pipeline::work::Failure;
+use crate::plugin::Input;
+
+pub const H_TOPIC: &str = "sluice.source.topic";
+pub const H_PARTITION: &str = "sluice.source.partition";
+pub const H_OFFSET: &str = "sluice.source.offset";
+pub const H_PLUGIN: &str = "sluice.plugin";
+pub const H_PLUGIN_HASH: &str = "sluice.plugin.sha256";
+pub const H_KIND: &str = "sluice.error.kind";
+pub const H_MESSAGE: &str = "sluice.error.message";
+pub const H_TIMESTAMP: &str = "sluice.dead_lettered_at";
+
+/// Headers for the dead-letter copy of `record`.
+pub fn headers(record: &Input, failure: &Failure) -> OwnedHeaders {
+    let mut h = OwnedHeaders::new_with_capacity(record.headers.len() + 8);
+    for orig in &record.headers {
+        h = h.insert(Header {
+            key: &orig.name,
+            value: Some(&orig.value),
+        });
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+        .to_string();
+    let fields: [(&str, &str); 8] = [
+        (H_TOPIC, &record.topic),
+        (H_PARTITION, &record.partition.to_string()),
+        (H_OFFSET, &record.offset.to_string()),
+        (H_PLUGIN, &failure.plugin),
+        (H_PLUGIN_HASH, &failure.hash),
+        (H_KIND, failure.kind),
+        (H_MESSAGE, &failure.message),
+        (H_TIMESTAMP, &now),
+    ];
+    for (key, value) in fields {
+        h = h.insert(Header {
+            key,
+            value: Some(value),
+        });
+    }
+    h
+}

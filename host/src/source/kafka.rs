@@ -1,0 +1,194 @@
+//! The Kafka source: a `StreamConsumer` in a consumer group (or with an
+//! explicit assignment), plus the context that reacts to rebalances and
+//! statistics.
+//!
+//! When an offset may be committed: only offsets that a [`PartitionTracker`]
+//! released are stored (`enable.auto.offset.store=false`); librdkafka
+//! commits stored offsets every `commit_interval`, on revoke, and sluice
+//! commits synchronously on shutdown. On revoke, the partition's tracker is
+//! revoked first, so nothing past an unacknowledged record is stored for it
+//! afterwards.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
+
+use super::offsets::PartitionTracker;
+use crate::config::kafka::{KafkaSource, OffsetReset, PropertyBuilder};
+use crate::metrics::PipelineMetrics;
+
+/// Key of a partition.
+pub type PartitionKey = (Arc<str>, i32);
+
+/// The live trackers of a consumer's current assignment.
+#[derive(Debug, Default)]
+pub struct Trackers {
+    map: Mutex<HashMap<PartitionKey, Arc<PartitionTracker>>>,
+}
+
+impl Trackers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PartitionKey, Arc<PartitionTracker>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The tracker for a partition, created on its first record after an
+    /// assignment.
+    pub fn get(&self, topic: &str, partition: i32, max_in_flight: usize) -> Arc<PartitionTracker> {
+        let mut map = self.lock();
+        // Look up without allocating the key on the hot path.
+        if let Some(t) = map
+            .iter()
+            .find(|((t, p), _)| *p == partition && &**t == topic)
+            .map(|(_, t)| t.clone())
+        {
+            return t;
+        }
+        let topic: Arc<str> = topic.into();
+        let t = Arc::new(PartitionTracker::new(
+            topic.clone(),
+            partition,
+            max_in_flight,
+        ));
+        map.insert((topic, partition), t.clone());
+        t
+    }
+
+    /// Forget and revoke a partition's tracker.
+    pub fn revoke(&self, topic: &str, partition: i32) {
+        let mut map = self.lock();
+        map.retain(|(t, p), tracker| {
+            if *p == partition && &**t == topic {
+                tracker.revoke();
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Revoke everything (shutdown).
+    pub fn revoke_all(&self) {
+        for (_, t) in self.lock().drain() {
+            t.revoke();
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.lock().values().map(|t| t.in_flight()).sum()
+    }
+}
+
+/// Consumer context: revokes trackers before partitions go, exports lag.
+pub struct SourceContext {
+    pub pipeline: String,
+    pub trackers: Arc<Trackers>,
+    pub metrics: PipelineMetrics,
+}
+
+impl ClientContext for SourceContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .lag(topic, *partition)
+                        .set(p.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                for e in tpl.elements() {
+                    tracing::info!(pipeline = %self.pipeline, topic = e.topic(), partition = e.partition(), "partition revoked");
+                    self.trackers.revoke(e.topic(), e.partition());
+                }
+            }
+            Rebalance::Assign(tpl) => {
+                for e in tpl.elements() {
+                    tracing::info!(pipeline = %self.pipeline, topic = e.topic(), partition = e.partition(), "partition assigned");
+                }
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(pipeline = %self.pipeline, error = %e, "rebalance error")
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => tracing::debug!(pipeline = %self.pipeline, count = offsets.count(), "offsets committed"),
+            Err(e) => tracing::warn!(pipeline = %self.pipeline, error = %e, "offset commit failed"),
+        }
+    }
+}
+
+/// The consumer type every pipeline uses.
+pub type SourceConsumer = StreamConsumer<SourceContext>;
+
+/// Build the consumer and subscribe (or assign).
+pub fn consumer(cfg: &KafkaSource, ctx: SourceContext) -> Result<SourceConsumer, String> {
+    const MANAGED: &str = "sluice's at-least-once offset handling";
+    let mut b = PropertyBuilder::new();
+    b.set("bootstrap.servers", &cfg.brokers, "source.brokers");
+    b.set("group.id", &cfg.group_id, "source.group_id");
+    b.set(
+        "auto.offset.reset",
+        match cfg.auto_offset_reset {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+        },
+        "source.auto_offset_reset",
+    );
+    b.set(
+        "session.timeout.ms",
+        cfg.session_timeout.as_millis().to_string(),
+        "source.session_timeout",
+    );
+    b.set(
+        "auto.commit.interval.ms",
+        cfg.commit_interval.as_millis().max(1).to_string(),
+        "source.commit_interval",
+    );
+    b.set("enable.auto.commit", "true", MANAGED);
+    b.set("enable.auto.offset.store", "false", MANAGED);
+    b.security(&cfg.security)?;
+
+    let mut props = cfg.properties.clone();
+    // Defaults a user may override. librdkafka's 1 s fetch backoff stalls
+    // a busy consumer; statistics feed the lag gauge.
+    for (k, v) in [
+        ("fetch.queue.backoff.ms", "10"),
+        ("statistics.interval.ms", "5000"),
+        ("heartbeat.interval.ms", "1000"),
+    ] {
+        props.entry(k.into()).or_insert_with(|| v.into());
+    }
+    let client = b.build(&props)?;
+    let consumer: SourceConsumer = client
+        .create_with_context(ctx)
+        .map_err(|e| format!("cannot create Kafka consumer: {e}"))?;
+    if cfg.assign.is_empty() {
+        let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| format!("cannot subscribe to {topics:?}: {e}"))?;
+    } else {
+        let mut tpl = TopicPartitionList::new();
+        for a in &cfg.assign {
+            tpl.add_partition_offset(&a.topic, a.partition, Offset::Stored)
+                .map_err(|e| format!("bad assignment {}/{}: {e}", a.topic, a.partition))?;
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(|e| format!("cannot assign partitions: {e}"))?;
+    }
+    Ok(consumer)
+}

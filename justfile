@@ -1,0 +1,57 @@
+# sluice developer entry points. `just --list` shows them all.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Builds live outside the clone so fresh clones and CI reuse them.
+export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME") + "/.cache/sluice/target")
+plugin_target := env_var_or_default("SLUICE_PLUGIN_TARGET", env_var("HOME") + "/.cache/sluice/plugins-target")
+export SLUICE_TANSU := env_var_or_default("SLUICE_TANSU", env_var("HOME") + "/.cache/sluice/bin/tansu")
+
+plugin_crates := "recipe-parser calorie-alert page-parser passthrough busy-loop alloc-bomb panic big-output"
+
+default:
+    @just --list
+
+# Build every plugin and test fixture into dist/plugins/<name>.wasm
+plugins:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
+    args=(); for c in {{plugin_crates}}; do args+=(-p "$c"); done
+    CARGO_TARGET_DIR="{{plugin_target}}" cargo build --profile plugin --target wasm32-wasip2 "${args[@]}"
+    mkdir -p dist/plugins
+    for c in {{plugin_crates}}; do
+        cp "{{plugin_target}}/wasm32-wasip2/plugin/${c//-/_}.wasm" "dist/plugins/$c.wasm"
+    done
+    ls -la dist/plugins
+
+# Install the tansu broker (Kafka-compatible) into ~/.cache/sluice/bin
+broker-install:
+    bash .ci/install-tansu "$SLUICE_TANSU"
+
+# Run a local broker in the foreground on PORT (default 9092)
+broker port="9092": broker-install
+    "$SLUICE_TANSU" broker --listener-url tcp://127.0.0.1:{{port}} --advertised-listener-url tcp://127.0.0.1:{{port}} --storage-engine memory://tansu/
+
+# Build the sluice binary
+build:
+    cargo build -p sluice
+
+# Run every test: plugin unit tests, host unit tests, integration tests against a real broker
+test: plugins broker-install
+    cargo test --workspace --exclude passthrough --exclude busy-loop --exclude alloc-bomb --exclude panic --exclude big-output
+    # fixtures compile natively too; build them so clippy and tests see the same code
+    cargo build --workspace
+
+# fmt + clippy, as CI wants them
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# The recipe pipeline end to end on a local broker
+demo: plugins broker-install build
+    bash examples/recipes/demo.sh
+
+# Benchmarks: criterion for plugin calls, results into BENCHMARKS.md
+bench: plugins
+    bash .ci/bench

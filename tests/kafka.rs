@@ -1,0 +1,331 @@
+//! Pipelines against a real broker (tansu on a free port): the recipe
+//! pipeline end to end, dead-lettering, crash safety under `kill -9`, and
+//! scale-out across processes. Every test uses its own topics and groups.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{Broker, Got, Sluice, collect, random_name};
+
+struct Topics {
+    input: String,
+    output: String,
+    dlq: String,
+}
+
+fn topics(b: &Broker, partitions: i32) -> Topics {
+    let t = Topics {
+        input: random_name("in"),
+        output: random_name("out"),
+        dlq: random_name("dlq"),
+    };
+    for name in [&t.input, &t.output, &t.dlq] {
+        b.create_topic(name, partitions);
+    }
+    t
+}
+
+/// A one-plugin pipeline file in `dir`.
+fn pipeline_file(
+    dir: &Path,
+    b: &Broker,
+    t: &Topics,
+    plugin: &Path,
+    extra_plugin: &str,
+    extra: &str,
+) -> PathBuf {
+    let file = dir.join(format!("{}.toml", random_name("pipeline")));
+    let text = format!(
+        r#"
+[[pipeline]]
+name = "test"
+source = {{ brokers = "{brokers}", topics = ["{input}"], group_id = "{group}", session_timeout = "3s", max_in_flight = 500 }}
+routes.default = {{ topic = "{output}" }}
+dead_letter = {{ topic = "{dlq}" }}
+retry = {{ max_attempts = 3, initial_backoff = "10ms", max_backoff = "50ms" }}
+{extra}
+[[pipeline.plugin]]
+path = "{plugin}"
+{extra_plugin}
+"#,
+        brokers = b.addr,
+        input = t.input,
+        output = t.output,
+        dlq = t.dlq,
+        group = random_name("group"),
+        plugin = plugin.display(),
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn keys(got: &[Got]) -> Vec<String> {
+    got.iter().filter_map(|g| g.key.clone()).collect()
+}
+
+#[test]
+fn recipe_pipeline_end_to_end_gives_exactly_the_expected_alerts() {
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let (raw, parsed, alerts, dlq) = (
+        random_name("raw"),
+        random_name("parsed"),
+        random_name("alerts"),
+        random_name("dlq"),
+    );
+    for t in [&raw, &parsed, &alerts, &dlq] {
+        b.create_topic(t, 4);
+    }
+    let metrics_port = common::free_port();
+    let file = dir.path().join("recipes.toml");
+    let example = common::root().join("examples/recipes/pipeline.toml");
+    // Run the example file itself, pointed at this test's topics.
+    std::fs::copy(&example, &file).unwrap();
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("../../dist", &common::root().join("dist").display().to_string());
+    std::fs::write(&file, text).unwrap();
+    let group = random_name("g");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .arg(&file)
+        .env("KAFKA_BROKERS", &b.addr)
+        .env("RAW_TOPIC", &raw)
+        .env("PARSED_TOPIC", &parsed)
+        .env("ALERTS_TOPIC", &alerts)
+        .env("DLQ_TOPIC", &dlq)
+        .env("GROUP_PREFIX", &group)
+        .env("SLUICE_METRICS", format!("127.0.0.1:{metrics_port}"))
+        .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
+        .spawn()
+        .unwrap();
+
+    let pages = common::root().join("examples/recipes/pages");
+    let golden = common::root().join("tests/golden/recipe-parser");
+    let mut records = Vec::new();
+    let mut expected = HashSet::new();
+    for e in std::fs::read_dir(&pages).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let g = golden.join(format!("{}.json", p.file_stem().unwrap().to_string_lossy()));
+        if g.exists() {
+            let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(g).unwrap()).unwrap();
+            if v["calories"].as_f64().is_some_and(|c| c > 500.0) {
+                expected.insert(name.clone());
+            }
+        }
+        records.push((name, std::fs::read(&p).unwrap()));
+    }
+    assert!(!expected.is_empty());
+    b.produce(&raw, &records);
+
+    let c = b.consumer(&alerts);
+    let got = collect(&c, Duration::from_secs(60), Duration::from_secs(3), |g| g.len() >= expected.len());
+    let got_keys: HashSet<String> = keys(&got).into_iter().collect();
+    assert_eq!(got.len(), expected.len(), "alerts: {:?}", keys(&got));
+    assert_eq!(got_keys, expected);
+    for g in &got {
+        assert_eq!(g.header("source"), Some("calorie-alert"));
+    }
+
+    // The page with no recipe is dead-lettered, with its provenance.
+    let d = collect(&b.consumer(&dlq), Duration::from_secs(30), Duration::from_secs(1), |g| !g.is_empty());
+    assert_eq!(d.len(), 1, "{:?}", keys(&d));
+    let dl = &d[0];
+    assert_eq!(dl.key.as_deref(), Some("not-a-recipe.html"));
+    assert_eq!(dl.header("sluice.source.topic"), Some(raw.as_str()));
+    assert_eq!(dl.header("sluice.error.kind"), Some("invalid"));
+    assert_eq!(dl.header("sluice.plugin"), Some("recipe-parser"));
+    assert_eq!(dl.header("sluice.plugin.sha256").map(str::len), Some(64));
+    assert!(dl.header("sluice.source.offset").is_some());
+    assert!(dl.header("sluice.dead_lettered_at").is_some());
+
+    // Metrics and health.
+    let body = http_get(metrics_port, "/metrics");
+    assert!(body.contains("sluice_records_in_total{pipeline=\"parse\"}"), "{body}");
+    assert!(body.contains("sluice_plugin_call_seconds_bucket"), "{body}");
+    assert!(body.contains("sluice_records_dead_lettered_total"), "{body}");
+    assert!(http_get(metrics_port, "/healthz").contains("ok"));
+
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "sluice exited with {status}");
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn traps_and_exhausted_retries_are_dead_lettered_and_the_rest_flows() {
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let t = topics(b, 1);
+    let file = pipeline_file(
+        dir.path(),
+        b,
+        &t,
+        &common::plugin("busy-loop"),
+        "deadline = \"50ms\"",
+        "",
+    );
+    let mut s = Sluice::run(&file, &dir.path().join("log"));
+    let recs: Vec<(String, Vec<u8>)> = ["1", "forever", "2", "forever", "3"]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (format!("k{i}"), v.as_bytes().to_vec()))
+        .collect();
+    b.produce(&t.input, &recs);
+    let out = collect(&b.consumer(&t.output), Duration::from_secs(60), Duration::from_secs(1), |g| g.len() >= 3);
+    assert_eq!(keys(&out), ["k0", "k2", "k4"], "order within a partition is kept");
+    let dl = collect(&b.consumer(&t.dlq), Duration::from_secs(30), Duration::from_secs(1), |g| g.len() >= 2);
+    assert_eq!(keys(&dl), ["k1", "k3"]);
+    for d in &dl {
+        assert_eq!(d.header("sluice.error.kind"), Some("deadline"));
+        assert_eq!(d.value, b"forever");
+    }
+    assert!(s.terminate(), "{}", s.log_text());
+
+    // Transient failures are retried, then dead-lettered with the count.
+    let t = topics(b, 1);
+    let file = pipeline_file(
+        dir.path(),
+        b,
+        &t,
+        &common::plugin("page-parser"),
+        "params = { banned_marker = \"IP banned\" }",
+        "",
+    );
+    let mut s = Sluice::run(&file, &dir.path().join("log2"));
+    b.produce(
+        &t.input,
+        &[
+            ("banned".into(), b"<html><body>Sorry, your IP banned</body></html>".to_vec()),
+            ("ok".into(), b"<html><head><title>T</title></head><body>fine</body></html>".to_vec()),
+        ],
+    );
+    let dl = collect(&b.consumer(&t.dlq), Duration::from_secs(30), Duration::from_secs(1), |g| !g.is_empty());
+    assert_eq!(keys(&dl), ["banned"]);
+    assert_eq!(dl[0].header("sluice.error.kind"), Some("transient"));
+    assert!(dl[0].header("sluice.error.message").unwrap().contains("after 3 attempts"));
+    let out = collect(&b.consumer(&t.output), Duration::from_secs(30), Duration::from_secs(1), |g| !g.is_empty());
+    assert_eq!(keys(&out), ["ok"]);
+    assert!(s.terminate());
+    assert!(s.log_text().contains("pipeline stopped"), "{}", s.log_text());
+}
+
+/// Count how often each key appears; panic naming missing keys.
+fn tally(got: &[Got], n: usize) -> (usize, usize) {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for g in got {
+        *counts.entry(g.key.as_deref().unwrap()).or_default() += 1;
+    }
+    let missing: Vec<String> = (0..n)
+        .map(|i| format!("k{i}"))
+        .filter(|k| !counts.contains_key(k.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "{} keys lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    let dups = got.len() - counts.len();
+    (counts.len(), dups)
+}
+
+fn records(n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n).map(|i| (format!("k{i}"), format!("value-{i}").into_bytes())).collect()
+}
+
+/// Read `topic` in a background thread, so progress can be watched.
+fn tail(b: &Broker, topic: &str) -> (std::sync::Arc<std::sync::Mutex<Vec<Got>>>, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let c = b.consumer(topic);
+    let (s2, st2) = (seen.clone(), stop.clone());
+    std::thread::spawn(move || {
+        while !st2.load(Ordering::Relaxed) {
+            let got = collect(&c, Duration::from_millis(200), Duration::ZERO, |_| false);
+            s2.lock().unwrap().extend(got);
+        }
+    });
+    (seen, stop)
+}
+
+#[test]
+fn crash_safety_kill_9_loses_nothing() {
+    const N: usize = 50_000;
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let t = topics(b, 4);
+    let file = pipeline_file(dir.path(), b, &t, &common::plugin("passthrough"), "", "");
+    let (seen, stop) = tail(b, &t.output);
+    let count = || seen.lock().unwrap().len();
+    let producer = {
+        let b_addr = b.addr.clone();
+        let input = t.input.clone();
+        std::thread::spawn(move || {
+            common::produce_to(&b_addr, &input, &records(N));
+        })
+    };
+    let mut kills = 0;
+    for (i, at) in [5_000usize, 20_000, 35_000].into_iter().enumerate() {
+        let mut s = Sluice::run(&file, &dir.path().join(format!("log{i}")));
+        common::wait_for(&format!("{at} outputs"), Duration::from_secs(120), || count() >= at);
+        s.kill9();
+        kills += 1;
+    }
+    producer.join().unwrap();
+    let mut s = Sluice::run(&file, &dir.path().join("log-final"));
+    common::wait_for("every key in the output", Duration::from_secs(180), || {
+        let got = seen.lock().unwrap();
+        got.iter().filter_map(|g| g.key.as_deref()).collect::<HashSet<_>>().len() >= N
+    });
+    assert!(s.terminate(), "{}", s.log_text());
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let got = seen.lock().unwrap().clone();
+    let (distinct, dups) = tally(&got, N);
+    eprintln!("crash safety: {kills} kill -9s, {N} keys in, {distinct} distinct out, {dups} duplicates");
+    assert_eq!(distinct, N);
+}
+
+#[test]
+fn scale_out_three_processes_one_killed() {
+    const N: usize = 30_000;
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let t = topics(b, 6);
+    let file = pipeline_file(dir.path(), b, &t, &common::plugin("passthrough"), "", "");
+    let (seen, stop) = tail(b, &t.output);
+    let mut procs: Vec<Sluice> = (0..3)
+        .map(|i| Sluice::run(&file, &dir.path().join(format!("log{i}"))))
+        .collect();
+    b.produce(&t.input, &records(N));
+    common::wait_for("a third of the output", Duration::from_secs(120), || {
+        seen.lock().unwrap().len() >= N / 3
+    });
+    procs[1].kill9();
+    common::wait_for("every key in the output", Duration::from_secs(180), || {
+        let got = seen.lock().unwrap();
+        got.iter().filter_map(|g| g.key.as_deref()).collect::<HashSet<_>>().len() >= N
+    });
+    for (i, p) in procs.iter_mut().enumerate() {
+        if i != 1 {
+            assert!(p.terminate(), "{}", p.log_text());
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let got = seen.lock().unwrap().clone();
+    let (distinct, dups) = tally(&got, N);
+    let partitions: HashSet<i32> = got.iter().map(|g| g.partition).collect();
+    eprintln!("scale-out: {N} keys in, {distinct} distinct out, {dups} duplicates, {} output partitions", partitions.len());
+    assert_eq!(distinct, N);
+}
