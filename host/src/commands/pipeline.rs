@@ -10,6 +10,11 @@ use crate::plugin::Runtime;
 pub fn check(runtime: &Runtime, path: &Path) -> anyhow::Result<()> {
     let file = pipeline::load(path).map_err(usage)?;
     crate::pipeline::load_plugins(runtime, &file).map_err(usage)?;
+    // The stream consumer spawns its wake-up task on the current runtime.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let _guard = rt.enter();
     for p in &file.pipelines {
         // Creating (not connecting) the clients validates every librdkafka
         // property, so a misspelt pass-through key fails here.
@@ -18,7 +23,7 @@ pub fn check(runtime: &Runtime, path: &Path) -> anyhow::Result<()> {
             trackers: Default::default(),
             metrics: crate::metrics::PipelineMetrics::new(&p.name),
         };
-        crate::source::kafka::consumer(&p.source, ctx)
+        let _consumer = crate::source::kafka::consumer(&p.source, ctx)
             .map_err(|e| usage(anyhow::anyhow!("pipeline `{}`: source: {e}", p.name)))?;
         println!(
             "pipeline `{}`: ok ({} plugin(s), {} route(s))",

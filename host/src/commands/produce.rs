@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
@@ -62,16 +63,27 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
             for (k, v) in &r.headers {
                 h = h.insert(Header { key: k, value: Some(v) });
             }
-            let mut rec = FutureRecord::to(&args.topic).payload(&r.value).headers(h);
+            let mut rec = FutureRecord::to(&args.topic).payload(r.value.as_slice()).headers(h);
             if let Some(k) = &r.key {
-                rec = rec.key(k);
+                rec = rec.key(k.as_slice());
             }
             if let Some(p) = r.partition {
                 rec = rec.partition(p);
             }
-            let fut = producer.send(rec, Duration::from_secs(60));
-            acks.push(fut);
-            Ok(())
+            loop {
+                match producer.send_result(rec) {
+                    Ok(ack) => {
+                        acks.push(ack);
+                        return Ok(());
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        rec = back;
+                        // librdkafka's own thread drains the queue meanwhile.
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => anyhow::bail!("cannot produce: {e}"),
+                }
+            }
         };
         if args.files.is_empty() {
             let stdin = std::io::stdin();
@@ -100,8 +112,10 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
         }
         let n = acks.len();
         for (i, a) in futures::future::join_all(acks).await.into_iter().enumerate() {
-            if let Err((e, _)) = a {
-                anyhow::bail!("record {} was not delivered: {e}", i + 1);
+            match a {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => anyhow::bail!("record {} was not delivered: {e}", i + 1),
+                Err(_) => anyhow::bail!("record {} was not delivered: producer gone", i + 1),
             }
         }
         eprintln!("produced {n} record(s) to {}", args.topic);

@@ -37,9 +37,11 @@ pub fn interpolate(
                     line_of(text, rest, pos)
                 ));
             }
-            match (lookup(name), default) {
-                (Some(v), _) if !v.is_empty() || default.is_none() => out.push_str(&v),
-                (_, Some(d)) => out.push_str(d),
+            // An empty variable counts as unset when there is a default.
+            let value = lookup(name).filter(|v| !v.is_empty() || default.is_none());
+            match (value, default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
                 (None, None) => {
                     return Err(format!(
                         "line {}: environment variable {name} is not set (use ${{{name}:-default}} for a default)",

@@ -10,7 +10,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use sluice::plugin::log::Level;
-pub use sluice::plugin::types::{ErrorKind, Header, Input, Output, ProcessError};
+pub use sluice::plugin::types::{ErrorKind, Header};
 
 /// The fully qualified name of the world plugins implement.
 pub const WORLD: &str = "sluice:plugin/transform@0.1.0";

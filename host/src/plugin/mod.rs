@@ -259,7 +259,7 @@ impl Instance {
     }
 }
 
-fn classify(err: &anyhow::Error, store: &Store<HostState>, limits: &Limits) -> PluginError {
+fn classify(err: &wasmtime::Error, store: &Store<HostState>, limits: &Limits) -> PluginError {
     if store.data().limiter.memory_refused() {
         return PluginError::Memory {
             limit: limits.memory,
@@ -274,12 +274,12 @@ fn classify(err: &anyhow::Error, store: &Store<HostState>, limits: &Limits) -> P
     }
 }
 
-fn describe(err: &anyhow::Error, store: &Store<HostState>, limits: &Limits) -> String {
+fn describe(err: &wasmtime::Error, store: &Store<HostState>, limits: &Limits) -> String {
     classify(err, store, limits).to_string()
 }
 
 /// The trap's own message, plus the first guest frame when there is one.
-fn root_message(err: &anyhow::Error) -> String {
+fn root_message(err: &wasmtime::Error) -> String {
     let trap = err
         .downcast_ref::<Trap>()
         .map(|t| t.to_string())

@@ -143,9 +143,9 @@ impl KafkaSink {
                         for hd in &o.headers {
                             h = h.insert(Header { key: &hd.name, value: Some(&hd.value) });
                         }
-                        let mut rec = FutureRecord::to(&self.dead_letter_topic).payload(&o.value).headers(h);
+                        let mut rec = FutureRecord::to(&self.dead_letter_topic).payload(o.value.as_slice()).headers(h);
                         if let Some(k) = &o.key {
-                            rec = rec.key(k);
+                            rec = rec.key(k.as_slice());
                         }
                         self.metrics.dead_lettered("routed").increment(1);
                         self.enqueue(0, rec).await
@@ -158,11 +158,11 @@ impl KafkaSink {
                         for (k, v) in headers {
                             h = h.insert(Header { key: k, value: Some(v) });
                         }
-                        let mut rec = FutureRecord::to(topic).payload(&o.value).headers(h);
+                        let mut rec = FutureRecord::to(topic).payload(o.value.as_slice()).headers(h);
                         if let Some(k) = key {
                             rec = rec.key(k.as_bytes());
                         } else if let Some(k) = &o.key {
-                            rec = rec.key(k);
+                            rec = rec.key(k.as_slice());
                         }
                         match partitioning {
                             Partitioning::Key => {}
@@ -197,10 +197,10 @@ impl KafkaSink {
             );
             let h = dead_letter::headers(&work.record, f);
             let mut rec = FutureRecord::to(&self.dead_letter_topic)
-                .payload(&work.record.value)
+                .payload(work.record.value.as_slice())
                 .headers(h);
             if let Some(k) = &work.record.key {
-                rec = rec.key(k);
+                rec = rec.key(k.as_slice());
             }
             match self.enqueue(0, rec).await {
                 Ok(ack) => acks.push(ack),
