@@ -39,8 +39,12 @@ fn recipe_parser_prints_one_recipe_per_page() {
     for (line, file) in lines.iter().zip(&files) {
         assert_eq!(line["input"], file.as_str());
         assert!(line["route"].is_null());
-        let recipe: serde_json::Value = serde_json::from_str(line["value"].as_str().unwrap()).unwrap();
-        assert!(recipe["name"].as_str().is_some_and(|n| !n.is_empty()), "{line}");
+        let recipe: serde_json::Value =
+            serde_json::from_str(line["value"].as_str().unwrap()).unwrap();
+        assert!(
+            recipe["name"].as_str().is_some_and(|n| !n.is_empty()),
+            "{line}"
+        );
     }
 }
 
@@ -52,16 +56,27 @@ fn failed_records_are_error_lines_and_processing_goes_on() {
     std::fs::write(
         &input,
         concat!(
-            r#"{"key":"a","value":{"name":"Pie","calories":900}}"#, "\n",
-            r#"{"key":"b","value":"not json"}"#, "\n",
-            r#"{"key":"c","value":{"name":"Tea","calories":2}}"#, "\n",
-            r#"{"key":"d","value":{"name":"Cake","calories":650}}"#, "\n",
+            r#"{"key":"a","value":{"name":"Pie","calories":900}}"#,
+            "\n",
+            r#"{"key":"b","value":"not json"}"#,
+            "\n",
+            r#"{"key":"c","value":{"name":"Tea","calories":2}}"#,
+            "\n",
+            r#"{"key":"d","value":{"name":"Cake","calories":650}}"#,
+            "\n",
         ),
     )
     .unwrap();
     let o = sluice(&[
-        "plugin", "run", plugin.to_str().unwrap(), "--format", "jsonl",
-        "--config", "threshold=600", "--input", input.to_str().unwrap(),
+        "plugin",
+        "run",
+        plugin.to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "--config",
+        "threshold=600",
+        "--input",
+        input.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let lines = stdout_lines(&o);
@@ -80,8 +95,15 @@ fn traps_are_error_lines_with_their_kind() {
     let input = dir.path().join("in.txt");
     std::fs::write(&input, "1\nforever\n2\n").unwrap();
     let o = sluice(&[
-        "plugin", "run", plugin.to_str().unwrap(), "--format", "lines",
-        "--deadline", "50ms", "--input", input.to_str().unwrap(),
+        "plugin",
+        "run",
+        plugin.to_str().unwrap(),
+        "--format",
+        "lines",
+        "--deadline",
+        "50ms",
+        "--input",
+        input.to_str().unwrap(),
     ]);
     assert!(o.status.success());
     let lines = stdout_lines(&o);
@@ -99,11 +121,28 @@ fn usage_and_loading_errors_exit_2_with_a_message() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope.wasm"));
 
     let plugin = common::plugin("calorie-alert");
-    let o = sluice(&["plugin", "run", plugin.to_str().unwrap(), "--format", "lines", "--config", "bogus=1", "--input", "-"]);
+    let o = sluice(&[
+        "plugin",
+        "run",
+        plugin.to_str().unwrap(),
+        "--format",
+        "lines",
+        "--config",
+        "bogus=1",
+        "--input",
+        "-",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("bogus"));
 
-    let o = sluice(&["plugin", "run", plugin.to_str().unwrap(), "--format", "raw", "missing-input.html"]);
+    let o = sluice(&[
+        "plugin",
+        "run",
+        plugin.to_str().unwrap(),
+        "--format",
+        "raw",
+        "missing-input.html",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing-input.html"));
 
@@ -119,7 +158,13 @@ fn inspect_prints_world_and_hash_and_refuses_non_plugins() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["world"], "sluice:plugin/transform@0.1.0");
     assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
-    assert!(v["exports"].as_array().unwrap().iter().any(|e| e == "process"));
+    assert!(
+        v["exports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "process")
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("empty.wasm");
@@ -152,15 +197,32 @@ path = "{}"
     .unwrap();
     let o = sluice(&["check", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("max_inflight"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("max_inflight"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
-    let text = std::fs::read_to_string(&file).unwrap().replace(", max_inflight = 3", "");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(", max_inflight = 3", "");
     std::fs::write(&file, &text).unwrap();
     let o = sluice(&["check", file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
-    std::fs::write(&file, text.replace(r#"group_id = "g" }"#, r#"group_id = "g", properties = { "group.id" = "x" } }"#)).unwrap();
+    std::fs::write(
+        &file,
+        text.replace(
+            r#"group_id = "g" }"#,
+            r#"group_id = "g", properties = { "group.id" = "x" } }"#,
+        ),
+    )
+    .unwrap();
     let o = sluice(&["check", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("group_id"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("group_id"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

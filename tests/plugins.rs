@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use sluice::plugin::{
-    Input, Instance, LoadError, Limits, Plugin, PluginError, Runtime, RuntimeOptions,
+    Input, Instance, Limits, LoadError, Plugin, PluginError, Runtime, RuntimeOptions,
 };
 
 fn runtime() -> &'static Runtime {
@@ -23,7 +23,10 @@ fn load(name: &str) -> Arc<Plugin> {
 }
 
 fn instance(name: &str, params: &[(&str, &str)], limits: Limits) -> Instance {
-    let params = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let params = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     Instance::new(load(name), params, limits).unwrap()
 }
 
@@ -61,7 +64,10 @@ fn deadline_violated_stops_within_twice_the_deadline_and_recovers() {
     let err = i.process(&input(b"forever")).unwrap_err();
     let took = started.elapsed();
     assert_eq!(err.kind(), "deadline", "{err}");
-    assert!(took < Duration::from_millis(200), "busy loop ran {took:?} against a 100ms deadline");
+    assert!(
+        took < Duration::from_millis(200),
+        "busy loop ran {took:?} against a 100ms deadline"
+    );
     // The next record runs normally on a rebuilt instance.
     assert_eq!(i.process(&input(b"1")).unwrap()[0].value, b"1");
 }
@@ -77,7 +83,10 @@ fn memory_obeyed() {
 fn memory_violated_is_a_memory_error_and_recovers() {
     let mut i = instance("alloc-bomb", &[], limits(32 << 20, 5000));
     let err = i.process(&input(b"forever")).unwrap_err();
-    assert!(matches!(err, PluginError::Memory { limit, .. } if limit == 32 << 20), "{err:?}");
+    assert!(
+        matches!(err, PluginError::Memory { limit, .. } if limit == 32 << 20),
+        "{err:?}"
+    );
     assert_eq!(i.process(&input(b"1024")).unwrap()[0].value, b"1024");
 }
 
@@ -144,7 +153,10 @@ fn load_errors_name_the_file_and_problem() {
     let text = dir.path().join("text.wasm");
     std::fs::write(&text, "hello").unwrap();
     let err = runtime().load(&text, "t").unwrap_err();
-    assert!(err.to_string().contains("text.wasm") && err.to_string().contains("not a WebAssembly"), "{err}");
+    assert!(
+        err.to_string().contains("text.wasm") && err.to_string().contains("not a WebAssembly"),
+        "{err}"
+    );
 
     let core = dir.path().join("core.wasm");
     std::fs::write(&core, wat::parse_str("(module)").unwrap()).unwrap();
@@ -155,7 +167,10 @@ fn load_errors_name_the_file_and_problem() {
     std::fs::write(&empty, wat::parse_str("(component)").unwrap()).unwrap();
     let err = runtime().load(&empty, "e").unwrap_err();
     assert!(matches!(err, LoadError::World { .. }), "{err:?}");
-    assert!(err.to_string().contains("empty.wasm") && err.to_string().contains("sluice"), "{err}");
+    assert!(
+        err.to_string().contains("empty.wasm") && err.to_string().contains("sluice"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -240,13 +255,20 @@ fn page_parser_extracts_and_flags_banned_pages() {
     let v: serde_json::Value = serde_json::from_slice(&out[0].value).unwrap();
     assert_eq!(v["title"], "Hello");
     assert_eq!(v["text"], "Body text");
-    let err = i.process(&input(b"<html><body>Your IP banned</body></html>")).unwrap_err();
+    let err = i
+        .process(&input(b"<html><body>Your IP banned</body></html>"))
+        .unwrap_err();
     assert_eq!(err.kind(), "transient", "{err}");
 }
 
 #[test]
 fn every_built_plugin_has_a_world() {
-    for name in ["recipe-parser", "calorie-alert", "page-parser", "passthrough"] {
+    for name in [
+        "recipe-parser",
+        "calorie-alert",
+        "page-parser",
+        "passthrough",
+    ] {
         let p = load(name);
         assert_eq!(p.hash().len(), 64);
         assert!(Path::new(p.path()).exists());

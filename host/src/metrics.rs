@@ -103,9 +103,7 @@ impl PipelineMetrics {
     /// Per-plugin call latency and trap counters.
     pub fn plugin(&self, plugin: &str) -> PluginMetrics {
         let p = || self.pipeline.clone();
-        let trap = |kind: &'static str| {
-            metrics::counter!(PLUGIN_TRAPS, "pipeline" => p(), "plugin" => plugin.to_owned(), "kind" => kind)
-        };
+        let trap = |kind: &'static str| metrics::counter!(PLUGIN_TRAPS, "pipeline" => p(), "plugin" => plugin.to_owned(), "kind" => kind);
         PluginMetrics {
             call_seconds: metrics::histogram!(PLUGIN_CALL_SECONDS, "pipeline" => p(), "plugin" => plugin.to_owned()),
             deadline: trap("deadline"),

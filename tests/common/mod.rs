@@ -43,9 +43,24 @@ pub fn random_name(prefix: &str) -> String {
 pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Poll `cond` until it holds (true) or `timeout` passes (false).
+pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
 }
 
 /// A tansu broker, killed on drop.
@@ -63,10 +78,16 @@ impl Drop for Broker {
 
 impl Broker {
     pub fn start() -> Broker {
-        let bin = std::env::var("SLUICE_TANSU").map(PathBuf::from).unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sluice/bin/tansu")
-        });
-        assert!(bin.exists(), "{} is missing: run `just broker-install`", bin.display());
+        let bin = std::env::var("SLUICE_TANSU")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sluice/bin/tansu")
+            });
+        assert!(
+            bin.exists(),
+            "{} is missing: run `just broker-install`",
+            bin.display()
+        );
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let url = format!("tcp://{addr}");
@@ -78,7 +99,13 @@ impl Broker {
             .arg(script)
             .arg("tansu")
             .arg(&bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "memory://tansu/"])
             .env("WATCH", std::process::id().to_string())
             .stdout(Stdio::null())
@@ -104,7 +131,10 @@ impl Broker {
             .set("bootstrap.servers", &self.addr)
             .create()
             .unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let res = rt
             .block_on(admin.create_topics(
                 &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
@@ -149,7 +179,9 @@ pub fn produce_to(addr: &str, topic: &str, records: &[(String, Vec<u8>)]) {
         .create()
         .unwrap();
     for (k, v) in records {
-        let mut rec = BaseRecord::to(topic).key(k.as_bytes()).payload(v.as_slice());
+        let mut rec = BaseRecord::to(topic)
+            .key(k.as_bytes())
+            .payload(v.as_slice());
         loop {
             match p.send(rec) {
                 Ok(()) => break,
@@ -174,7 +206,10 @@ pub struct Got {
 
 impl Got {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -206,7 +241,10 @@ pub fn collect(
                 .map(|hs| {
                     hs.iter()
                         .map(|h| {
-                            (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
                         })
                         .collect()
                 })
@@ -242,7 +280,10 @@ impl Sluice {
             .stderr(out)
             .spawn()
             .unwrap();
-        Sluice { child, log: log.to_owned() }
+        Sluice {
+            child,
+            log: log.to_owned(),
+        }
     }
 
     pub fn kill9(&mut self) {
@@ -252,7 +293,10 @@ impl Sluice {
 
     /// SIGTERM and wait; returns whether it exited successfully.
     pub fn terminate(&mut self) -> bool {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let start = Instant::now();
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {

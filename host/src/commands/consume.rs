@@ -14,6 +14,11 @@ use super::{bytes_to_json, usage};
 use crate::cli::ConsumeArgs;
 
 pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // The stream consumer spawns its wake-up task on the current runtime.
+    let _guard = rt.enter();
     let group = format!("sluice-consume-{}", std::process::id());
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
@@ -25,9 +30,6 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         .create()
         .map_err(usage)?;
     consumer.subscribe(&[&args.topic]).map_err(usage)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     rt.block_on(async move {
         let started = Instant::now();
         let mut seen = 0usize;
@@ -47,12 +49,21 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             let mut m = Map::new();
             m.insert("partition".into(), json!(msg.partition()));
             m.insert("offset".into(), json!(msg.offset()));
-            m.insert("key".into(), msg.key().map_or(Value::Null, |k| bytes_to_json(k).0));
-            m.insert("value".into(), msg.payload().map_or(Value::Null, |v| bytes_to_json(v).0));
+            m.insert(
+                "key".into(),
+                msg.key().map_or(Value::Null, |k| bytes_to_json(k).0),
+            );
+            m.insert(
+                "value".into(),
+                msg.payload().map_or(Value::Null, |v| bytes_to_json(v).0),
+            );
             let mut h = Map::new();
             if let Some(hs) = msg.headers() {
                 for x in hs.iter() {
-                    h.insert(x.key.into(), x.value.map_or(Value::Null, |v| bytes_to_json(v).0));
+                    h.insert(
+                        x.key.into(),
+                        x.value.map_or(Value::Null, |v| bytes_to_json(v).0),
+                    );
                 }
             }
             m.insert("headers".into(), Value::Object(h));

@@ -1,12 +1,10 @@
 //! The CLI's commands. Each returns `anyhow::Result`; an error wrapped in
 //! [`Usage`] means "bad input from the user" and exits with status 2.
 
-
+pub mod consume;
 pub mod pipeline;
 pub mod plugin;
 pub mod produce;
-pub mod consume;
-
 
 /// Marks an error as a usage, config or plugin-loading error (exit 2).
 #[derive(Debug, thiserror::Error)]

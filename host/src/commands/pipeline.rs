@@ -45,7 +45,9 @@ pub fn run(runtime: Runtime, path: &Path) -> anyhow::Result<()> {
         crate::pipeline::run(runtime, file, shutdown_signal())
             .await
             .map_err(|e| {
-                if e.chain().any(|c| c.is::<crate::plugin::LoadError>() || c.is::<crate::plugin::InitError>()) {
+                if e.chain().any(|c| {
+                    c.is::<crate::plugin::LoadError>() || c.is::<crate::plugin::InitError>()
+                }) {
                     usage(e)
                 } else {
                     e

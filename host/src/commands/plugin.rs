@@ -271,12 +271,13 @@ mod tests {
 
     #[test]
     fn jsonl_values() {
-        let r = JsonlRecord::parse(br#"{"key":"k","value":{"a":1},"headers":{"h":"v"}}"#)
-            .unwrap();
+        let r = JsonlRecord::parse(br#"{"key":"k","value":{"a":1},"headers":{"h":"v"}}"#).unwrap();
         assert_eq!(r.key.as_deref(), Some(&b"k"[..]));
         assert_eq!(r.value, br#"{"a":1}"#);
         assert_eq!(r.headers[0].name, "h");
-        let err = JsonlRecord::parse(br#"{"value":"x","extra":1}"#).err().unwrap();
+        let err = JsonlRecord::parse(br#"{"value":"x","extra":1}"#)
+            .err()
+            .unwrap();
         assert!(err.contains("extra"), "{err}");
         assert!(JsonlRecord::parse(b"not json").is_err());
     }

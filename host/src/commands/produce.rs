@@ -61,9 +61,14 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
         let mut send = |r: Rec| -> anyhow::Result<()> {
             let mut h = OwnedHeaders::new_with_capacity(r.headers.len());
             for (k, v) in &r.headers {
-                h = h.insert(Header { key: k, value: Some(v) });
+                h = h.insert(Header {
+                    key: k,
+                    value: Some(v),
+                });
             }
-            let mut rec = FutureRecord::to(&args.topic).payload(r.value.as_slice()).headers(h);
+            let mut rec = FutureRecord::to(&args.topic)
+                .payload(r.value.as_slice())
+                .headers(h);
             if let Some(k) = &r.key {
                 rec = rec.key(k.as_slice());
             }
@@ -106,12 +111,23 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
                 let value = std::fs::read(f)
                     .with_context(|| format!("cannot read {}", f.display()))
                     .map_err(usage)?;
-                let key = f.file_name().map(|n| n.to_string_lossy().into_owned().into_bytes());
-                send(Rec { key, value, headers: Vec::new(), partition: None })?;
+                let key = f
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned().into_bytes());
+                send(Rec {
+                    key,
+                    value,
+                    headers: Vec::new(),
+                    partition: None,
+                })?;
             }
         }
         let n = acks.len();
-        for (i, a) in futures::future::join_all(acks).await.into_iter().enumerate() {
+        for (i, a) in futures::future::join_all(acks)
+            .await
+            .into_iter()
+            .enumerate()
+        {
             match a {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => anyhow::bail!("record {} was not delivered: {e}", i + 1),

@@ -6,10 +6,7 @@
 //! variable and its line; `$$` writes a literal `$`.
 
 /// Substitute variables in `text`, looking them up with `lookup`.
-pub fn interpolate(
-    text: &str,
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<String, String> {
+pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find('$') {
@@ -20,18 +17,17 @@ pub fn interpolate(
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
             let end = body.find('}').ok_or_else(|| {
-                format!("line {}: unterminated ${{ in config", line_of(text, rest, pos))
+                format!(
+                    "line {}: unterminated ${{ in config",
+                    line_of(text, rest, pos)
+                )
             })?;
             let expr = &body[..end];
             let (name, default) = match expr.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
                 None => (expr, None),
             };
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!(
                     "line {}: invalid variable name {name:?} in ${{{expr}}}",
                     line_of(text, rest, pos)
@@ -82,14 +78,25 @@ mod tests {
         assert_eq!(interpolate("${NOPE:-x:1}", env).unwrap(), "x:1");
         assert_eq!(interpolate("${EMPTY:-d}", env).unwrap(), "d");
         assert_eq!(interpolate("${EMPTY}", env).unwrap(), "");
-        assert_eq!(interpolate("cost $$5 and $x", env).unwrap(), "cost $5 and $x");
+        assert_eq!(
+            interpolate("cost $$5 and $x", env).unwrap(),
+            "cost $5 and $x"
+        );
     }
 
     #[test]
     fn errors_name_variable_and_line() {
         let err = interpolate("a = 1\nb = \"${MISSING}\"", env).unwrap_err();
         assert!(err.contains("MISSING") && err.contains("line 2"), "{err}");
-        assert!(interpolate("${OPEN", env).unwrap_err().contains("unterminated"));
-        assert!(interpolate("${a b}", env).unwrap_err().contains("invalid variable"));
+        assert!(
+            interpolate("${OPEN", env)
+                .unwrap_err()
+                .contains("unterminated")
+        );
+        assert!(
+            interpolate("${a b}", env)
+                .unwrap_err()
+                .contains("invalid variable")
+        );
     }
 }

@@ -228,7 +228,10 @@ mod tests {
         let mut props = BTreeMap::new();
         props.insert("group.id".to_string(), "other".to_string());
         let err = b.build(&props).err().unwrap();
-        assert!(err.contains("group.id") && err.contains("group_id"), "{err}");
+        assert!(
+            err.contains("group.id") && err.contains("group_id"),
+            "{err}"
+        );
     }
 
     #[test]

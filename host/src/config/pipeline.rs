@@ -205,7 +205,11 @@ fn validate(file: &File) -> anyhow::Result<()> {
             p.name
         );
         let s = &p.source;
-        anyhow::ensure!(!s.brokers.trim().is_empty(), "{} is empty", at("source.brokers"));
+        anyhow::ensure!(
+            !s.brokers.trim().is_empty(),
+            "{} is empty",
+            at("source.brokers")
+        );
         anyhow::ensure!(!s.group_id.is_empty(), "{} is empty", at("source.group_id"));
         match (s.topics.is_empty(), s.assign.is_empty()) {
             (true, true) => anyhow::bail!("{} give `topics` or `assign`", at("source:")),
@@ -214,7 +218,11 @@ fn validate(file: &File) -> anyhow::Result<()> {
             }
             _ => {}
         }
-        anyhow::ensure!(s.max_in_flight > 0, "{} must be at least 1", at("source.max_in_flight"));
+        anyhow::ensure!(
+            s.max_in_flight > 0,
+            "{} must be at least 1",
+            at("source.max_in_flight")
+        );
         for (i, plugin) in p.plugins.iter().enumerate() {
             anyhow::ensure!(
                 plugin.workers > 0,
@@ -234,7 +242,10 @@ fn validate(file: &File) -> anyhow::Result<()> {
                     anyhow::bail!("{} sets both `topic` and `dead_letter`", at(&field))
                 }
                 (None, false) => {
-                    anyhow::bail!("{} needs `topic = \"...\"` or `dead_letter = true`", at(&field))
+                    anyhow::bail!(
+                        "{} needs `topic = \"...\"` or `dead_letter = true`",
+                        at(&field)
+                    )
                 }
                 _ => {}
             }
@@ -242,8 +253,16 @@ fn validate(file: &File) -> anyhow::Result<()> {
                 anyhow::ensure!(!t.is_empty(), "{} is empty", at(&format!("{field}.topic")));
             }
         }
-        anyhow::ensure!(!p.dead_letter.topic.is_empty(), "{} is empty", at("dead_letter.topic"));
-        anyhow::ensure!(p.retry.max_attempts >= 1, "{} must be at least 1", at("retry.max_attempts"));
+        anyhow::ensure!(
+            !p.dead_letter.topic.is_empty(),
+            "{} is empty",
+            at("dead_letter.topic")
+        );
+        anyhow::ensure!(
+            p.retry.max_attempts >= 1,
+            "{} must be at least 1",
+            at("retry.max_attempts")
+        );
     }
     Ok(())
 }
@@ -310,7 +329,10 @@ deadline = "50ms"
             "routes.default = { topic = \"out\", dead_letter = true }",
         );
         let err = format!("{:#}", parse(&text, Path::new("."), no_env).unwrap_err());
-        assert!(err.contains("routes.default") && err.contains("both"), "{err}");
+        assert!(
+            err.contains("routes.default") && err.contains("both"),
+            "{err}"
+        );
     }
 
     #[test]

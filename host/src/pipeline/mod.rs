@@ -83,7 +83,9 @@ pub async fn run(
         let c = cancel.clone();
         pipelines.spawn(async move {
             let name = p.name.clone();
-            run_pipeline(p, chain, c).await.with_context(|| format!("pipeline `{name}`"))
+            run_pipeline(p, chain, c)
+                .await
+                .with_context(|| format!("pipeline `{name}`"))
         });
     }
     tokio::pin!(shutdown);
@@ -277,7 +279,8 @@ async fn sink_loop(
     let mut open = true;
     let finish = |work: Work| {
         if let Some(offset) = work.tracker.finish(work.record.offset)
-            && let Err(e) = consumer.store_offset(&work.tracker.topic, work.tracker.partition, offset)
+            && let Err(e) =
+                consumer.store_offset(&work.tracker.topic, work.tracker.partition, offset)
         {
             // The partition was revoked in between: its new owner re-reads.
             tracing::debug!(topic = %work.tracker.topic, partition = work.tracker.partition, error = %e, "offset not stored");

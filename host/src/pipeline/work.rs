@@ -59,7 +59,11 @@ pub struct Work {
 }
 
 impl Work {
-    pub fn new(record: Input, tracker: Arc<PartitionTracker>, permit: OwnedSemaphorePermit) -> Self {
+    pub fn new(
+        record: Input,
+        tracker: Arc<PartitionTracker>,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
         Work {
             record,
             pending: Vec::new(),

@@ -9,8 +9,8 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
-pub use sluice::plugin::log::Level;
-pub use sluice::plugin::types::{ErrorKind, Header};
+pub use self::sluice::plugin::log::Level;
+pub use self::sluice::plugin::types::{ErrorKind, Header};
 
 /// The fully qualified name of the world plugins implement.
 pub const WORLD: &str = "sluice:plugin/transform@0.1.0";

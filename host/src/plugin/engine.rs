@@ -127,14 +127,14 @@ impl Runtime {
         let hash = hex::encode(Sha256::digest(bytes));
         let started = Instant::now();
         let (component, cached) = self.compile_cached(bytes, &hash, path)?;
-        let instance_pre = self
-            .inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::World {
-                path: path.to_owned(),
-                reason: format!("it needs an import the host does not provide: {e:#}"),
-            })?;
+        let instance_pre =
+            self.inner
+                .linker
+                .instantiate_pre(&component)
+                .map_err(|e| LoadError::World {
+                    path: path.to_owned(),
+                    reason: format!("it needs an import the host does not provide: {e:#}"),
+                })?;
         let pre = TransformPre::new(instance_pre).map_err(|e| LoadError::World {
             path: path.to_owned(),
             reason: format!("it does not export the {WORLD} world: {e:#}"),
@@ -180,7 +180,9 @@ impl Runtime {
             // wasmtime version and engine settings (both are in the name).
             match unsafe { Component::deserialize_file(engine, &file) } {
                 Ok(c) => return Ok((c, true)),
-                Err(e) => tracing::warn!(file = %file.display(), error = %e, "ignoring bad cache entry"),
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "ignoring bad cache entry")
+                }
             }
         }
         let component = compile()?;

@@ -13,7 +13,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{Level, sluice};
+use super::bindings::{self, Level};
 use super::limits::{Limiter, Limits};
 
 /// The data of one plugin `Store`.
@@ -48,9 +48,9 @@ impl WasiView for HostState {
     }
 }
 
-impl sluice::plugin::types::Host for HostState {}
+impl bindings::sluice::plugin::types::Host for HostState {}
 
-impl sluice::plugin::log::Host for HostState {
+impl bindings::sluice::plugin::log::Host for HostState {
     fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
         let plugin = &*self.plugin;
         let fields = FieldList(&fields);

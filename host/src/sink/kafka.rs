@@ -96,7 +96,11 @@ impl KafkaSink {
                         partitioning: r.partitioning,
                         partitions,
                         next: AtomicUsize::new(0),
-                        headers: r.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                        headers: r
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
                         key: r.key.clone(),
                         out: metrics.out(name),
                     }
@@ -129,7 +133,9 @@ impl KafkaSink {
         {
             work.failure = Some(Failure::host(
                 "route",
-                format!("plugin emitted an output on route `{bad}`, which the pipeline does not define"),
+                format!(
+                    "plugin emitted an output on route `{bad}`, which the pipeline does not define"
+                ),
             ));
         }
         let mut acks = Vec::with_capacity(work.routed.len().max(1));
@@ -138,27 +144,51 @@ impl KafkaSink {
                 let route = o.route.as_deref().unwrap_or(DEFAULT_ROUTE);
                 let result = match &self.routes[route] {
                     Target::DeadLetter => {
-                        let f = Failure::host("routed", format!("plugin routed output to `{route}`"));
+                        let f =
+                            Failure::host("routed", format!("plugin routed output to `{route}`"));
                         let mut h = dead_letter::headers(&work.record, &f);
                         for hd in &o.headers {
-                            h = h.insert(Header { key: &hd.name, value: Some(&hd.value) });
+                            h = h.insert(Header {
+                                key: &hd.name,
+                                value: Some(&hd.value),
+                            });
                         }
-                        let mut rec = FutureRecord::to(&self.dead_letter_topic).payload(o.value.as_slice()).headers(h);
+                        let mut rec = FutureRecord::to(&self.dead_letter_topic)
+                            .payload(o.value.as_slice())
+                            .headers(h);
                         if let Some(k) = &o.key {
                             rec = rec.key(k.as_slice());
                         }
                         self.metrics.dead_lettered("routed").increment(1);
                         self.enqueue(0, rec).await
                     }
-                    Target::Topic { topic, producer, partitioning, partitions, next, headers, key, out } => {
-                        let mut h = OwnedHeaders::new_with_capacity(o.headers.len() + headers.len());
+                    Target::Topic {
+                        topic,
+                        producer,
+                        partitioning,
+                        partitions,
+                        next,
+                        headers,
+                        key,
+                        out,
+                    } => {
+                        let mut h =
+                            OwnedHeaders::new_with_capacity(o.headers.len() + headers.len());
                         for hd in &o.headers {
-                            h = h.insert(Header { key: &hd.name, value: Some(&hd.value) });
+                            h = h.insert(Header {
+                                key: &hd.name,
+                                value: Some(&hd.value),
+                            });
                         }
                         for (k, v) in headers {
-                            h = h.insert(Header { key: k, value: Some(v) });
+                            h = h.insert(Header {
+                                key: k,
+                                value: Some(v),
+                            });
                         }
-                        let mut rec = FutureRecord::to(topic).payload(o.value.as_slice()).headers(h);
+                        let mut rec = FutureRecord::to(topic)
+                            .payload(o.value.as_slice())
+                            .headers(h);
                         if let Some(k) = key {
                             rec = rec.key(k.as_bytes());
                         } else if let Some(k) = &o.key {
@@ -183,7 +213,10 @@ impl KafkaSink {
                         // say): dead-letter the source record instead. Writes
                         // already enqueued for it stand; duplicates are
                         // allowed, loss is not.
-                        work.failure = Some(Failure::host("produce", format!("cannot produce output: {e}")));
+                        work.failure = Some(Failure::host(
+                            "produce",
+                            format!("cannot produce output: {e}"),
+                        ));
                         break;
                     }
                 }

@@ -124,7 +124,9 @@ impl ConsumerContext for SourceContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
-            Ok(()) => tracing::debug!(pipeline = %self.pipeline, count = offsets.count(), "offsets committed"),
+            Ok(()) => {
+                tracing::debug!(pipeline = %self.pipeline, count = offsets.count(), "offsets committed")
+            }
             Err(e) => tracing::warn!(pipeline = %self.pipeline, error = %e, "offset commit failed"),
         }
     }
