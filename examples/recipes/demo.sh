@@ -61,11 +61,14 @@ echo "==> alerts (calories > $threshold; expecting $expected):"
 got=$(wc -l <"$work/alerts.jsonl")
 
 echo "==> dead-lettered records:"
-"$sluice" consume recipes_dlq --max 1 --timeout 5s | python3 -c '
+"$sluice" consume recipes_dlq --max 1 --timeout 5s >"$work/dlq.jsonl"
+python3 - "$work/dlq.jsonl" <<'PY'
 import json, sys
-for line in sys.stdin:
-    r = json.loads(line); h = r["headers"]
-    print(f"  {r[\"key\"]}: {h.get(\"sluice.error.kind\")}: {h.get(\"sluice.error.message\")}")'
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    h = r["headers"]
+    print("  %s: %s: %s" % (r["key"], h.get("sluice.error.kind"), h.get("sluice.error.message")))
+PY
 
 kill -TERM "$sluice_pid"
 wait "$sluice_pid" || true
