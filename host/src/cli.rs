@@ -70,9 +70,18 @@ pub struct PluginRunArgs {
     /// Memory cap per instance, e.g. 64MiB.
     #[arg(long, value_parser = parse_size)]
     pub memory: Option<u64>,
-    /// Deadline per call, e.g. 100ms.
+    /// Deadline per call, e.g. 100ms. When HTTP is allowed it defaults to
+    /// the HTTP timeout plus 100ms, since the deadline runs during fetches.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub deadline: Option<std::time::Duration>,
+    /// Let the plugin fetch from HOST through the `http` import: an exact
+    /// host name, or `*.example.com` for its subdomains. Repeatable; without
+    /// it every fetch is denied.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_host: Vec<String>,
+    /// Total timeout of one HTTP fetch, retries included, e.g. 5s (default 10s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub http_timeout: Option<std::time::Duration>,
     /// Input files.
     pub files: Vec<PathBuf>,
 }

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::{bytes_to_json, usage};
 use crate::cli::{InputFormat, PluginRunArgs};
+use crate::config::http::HttpConfig;
 use crate::plugin::{Header, Input, Instance, Limits, Output, Plugin, Runtime};
 
 /// Load a plugin for a command, turning load errors into usage errors.
@@ -28,14 +29,20 @@ pub fn load(runtime: &Runtime, path: &Path) -> anyhow::Result<Arc<Plugin>> {
 
 pub fn run(runtime: &Runtime, args: PluginRunArgs) -> anyhow::Result<()> {
     let plugin = load(runtime, &args.plugin)?;
+    let http = http_config(&args);
     let mut limits = Limits::default();
     if let Some(m) = args.memory {
         limits.memory = m;
     }
-    if let Some(d) = args.deadline {
-        limits.deadline = d;
+    match (args.deadline, &http) {
+        (Some(d), _) => limits.deadline = d,
+        // The deadline keeps running while the host fetches; without this a
+        // fetch slower than the default 100ms would fail every record.
+        (None, Some(h)) => limits.deadline = h.timeout + limits.deadline,
+        (None, None) => {}
     }
-    let mut instance = Instance::new(plugin, args.config.clone(), limits).map_err(usage)?;
+    let mut instance =
+        Instance::with_http(plugin, args.config.clone(), limits, http.as_ref()).map_err(usage)?;
 
     let mut sources: Vec<PathBuf> = args.files.clone();
     if let Some(input) = &args.input {
@@ -106,6 +113,21 @@ pub fn run(runtime: &Runtime, args: PluginRunArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// The `http` config the flags ask for; none (deny all) without any.
+fn http_config(args: &PluginRunArgs) -> Option<HttpConfig> {
+    if args.allow_host.is_empty() && args.http_timeout.is_none() {
+        return None;
+    }
+    let mut http = HttpConfig {
+        allow: args.allow_host.clone(),
+        ..HttpConfig::default()
+    };
+    if let Some(t) = args.http_timeout {
+        http.timeout = t;
+    }
+    Some(http)
 }
 
 struct Runner<'a, W: Write> {

@@ -5,7 +5,9 @@
 //! names the key, and every field's `///` comment is its user documentation.
 
 pub mod bytes;
+pub mod http;
 pub mod interpolate;
 pub mod kafka;
 pub mod pipeline;
 pub mod plugin;
+pub mod sql;

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::interpolate::interpolate;
 use super::kafka::{KafkaSource, ProducerConfig};
 use super::plugin::PluginConfig;
+use super::sql::{SqlConfig, TableRoute};
 
 /// The name of the route that outputs without a route take.
 pub const DEFAULT_ROUTE: &str = "default";
@@ -60,9 +61,13 @@ pub struct Pipeline {
     /// Producer settings for Kafka routes and the dead-letter topic.
     #[serde(default)]
     pub producer: ProducerConfig,
+    /// The database that table routes write to.
+    #[serde(default)]
+    pub sql: Option<SqlConfig>,
 }
 
-/// Where one route's outputs go: exactly one of `topic` or `dead_letter`.
+/// Where one route's outputs go: exactly one of `topic`, `table` or
+/// `dead_letter`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
@@ -72,6 +77,10 @@ pub struct Route {
     /// Send outputs to the pipeline's dead-letter topic.
     #[serde(default)]
     pub dead_letter: bool,
+    /// Write outputs (JSON objects) as rows of this table in the
+    /// pipeline's `[sql]` database.
+    #[serde(default)]
+    pub table: Option<TableRoute>,
     /// How to choose the partition.
     #[serde(default)]
     pub partitioning: Partitioning,
@@ -237,17 +246,29 @@ fn validate(file: &File) -> anyhow::Result<()> {
         );
         for (name, r) in &p.routes {
             let field = format!("routes.{name}");
-            match (&r.topic, r.dead_letter) {
-                (Some(_), true) => {
-                    anyhow::bail!("{} sets both `topic` and `dead_letter`", at(&field))
-                }
-                (None, false) => {
-                    anyhow::bail!(
-                        "{} needs `topic = \"...\"` or `dead_letter = true`",
-                        at(&field)
-                    )
-                }
-                _ => {}
+            let sinks = usize::from(r.topic.is_some())
+                + usize::from(r.dead_letter)
+                + usize::from(r.table.is_some());
+            if sinks > 1 {
+                anyhow::bail!(
+                    "{} sets more than one of `topic`, `table` and `dead_letter` (both)",
+                    at(&field)
+                );
+            }
+            if sinks == 0 {
+                anyhow::bail!(
+                    "{} needs `topic = \"...\"`, `table = {{...}}` or `dead_letter = true`",
+                    at(&field)
+                );
+            }
+            if let Some(t) = &r.table {
+                anyhow::ensure!(
+                    p.sql.is_some(),
+                    "{} writes to a table, but the pipeline has no [pipeline.sql] database",
+                    at(&field)
+                );
+                t.validate(&at(&format!("{field}.table")))
+                    .map_err(anyhow::Error::msg)?;
             }
             if let Some(t) = &r.topic {
                 anyhow::ensure!(!t.is_empty(), "{} is empty", at(&format!("{field}.topic")));
@@ -258,6 +279,30 @@ fn validate(file: &File) -> anyhow::Result<()> {
             "{} is empty",
             at("dead_letter.topic")
         );
+        if let Some(sql) = &p.sql {
+            anyhow::ensure!(
+                sql.url.starts_with("postgres://")
+                    || sql.url.starts_with("postgresql://")
+                    || sql.url.starts_with("sqlite:"),
+                "{} must start with postgres:// or sqlite:",
+                at("sql.url")
+            );
+            anyhow::ensure!(
+                sql.batch_rows > 0,
+                "{} must be at least 1",
+                at("sql.batch_rows")
+            );
+            anyhow::ensure!(
+                crate::config::sql::is_identifier(&sql.offsets_table),
+                "{} is not a plain SQL identifier",
+                at("sql.offsets_table")
+            );
+            anyhow::ensure!(
+                p.routes.values().any(|r| r.table.is_some()),
+                "{} is set but no route writes to a table",
+                at("sql")
+            );
+        }
         anyhow::ensure!(
             p.retry.max_attempts >= 1,
             "{} must be at least 1",

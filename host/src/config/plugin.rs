@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::config::http::HttpConfig;
 use crate::plugin::Limits;
 
 /// A plugin in the chain. Outputs on its default route feed the next plugin;
@@ -28,6 +29,10 @@ pub struct PluginConfig {
     /// to the same worker, so order within a partition is kept.
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// Outbound HTTP the plugin may make through the `http` import. Without
+    /// this table every fetch is denied.
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
 }
 
 fn default_workers() -> usize {
@@ -72,5 +77,27 @@ impl PluginConfig {
             .iter()
             .map(|(k, v)| (k.clone(), v.to_string()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_is_optional_and_checked() {
+        let pc: PluginConfig = toml::from_str("path = \"p.wasm\"").unwrap();
+        assert_eq!(pc.http, None);
+        let pc: PluginConfig = toml::from_str(
+            "path = \"p.wasm\"\ndeadline = \"20s\"\n[http]\nallow = [\"localhost\"]\ntimeout = \"5s\"",
+        )
+        .unwrap();
+        let http = pc.http.unwrap();
+        assert_eq!(http.allow, ["localhost"]);
+        assert_eq!(http.timeout, std::time::Duration::from_secs(5));
+        assert_eq!(pc.limits.deadline, std::time::Duration::from_secs(20));
+        let err =
+            toml::from_str::<PluginConfig>("path = \"p.wasm\"\n[http]\nalow = []").unwrap_err();
+        assert!(err.to_string().contains("alow"), "{err}");
     }
 }

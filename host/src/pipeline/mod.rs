@@ -28,7 +28,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::pipeline::{File, Pipeline};
 use crate::metrics::PipelineMetrics;
 use crate::plugin::{Header, Input, Instance, Plugin, Runtime};
-use crate::sink::kafka::KafkaSink;
+use crate::sink::router::Router;
+use crate::sink::sql::SqlSink;
 use crate::source::kafka::{SourceConsumer, SourceContext, Trackers};
 use stage::{Next, Stage, lane};
 use work::Work;
@@ -50,7 +51,13 @@ pub fn load_plugins(runtime: &Runtime, file: &File) -> anyhow::Result<Vec<Vec<Ar
             let plugin = runtime
                 .load(&pc.path, &pc.display_name())
                 .with_context(at)?;
-            Instance::new(plugin.clone(), pc.init_params(), pc.limits).with_context(at)?;
+            Instance::with_http(
+                plugin.clone(),
+                pc.init_params(),
+                pc.limits,
+                pc.http.as_ref(),
+            )
+            .with_context(at)?;
             chain.push(plugin);
         }
         all.push(chain);
@@ -124,7 +131,8 @@ pub async fn run_pipeline(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = PipelineMetrics::new(&p.name);
-    let sink = KafkaSink::new(&p, metrics.clone()).await?;
+    let (sink, batcher) = Router::new(&p, metrics.clone(), cancel.clone()).await?;
+    let exactly_once = sink.sql().filter(|s| s.exactly_once).cloned();
     let trackers = Arc::new(Trackers::default());
     let ctx = SourceContext {
         pipeline: p.name.clone(),
@@ -147,7 +155,12 @@ pub async fn run_pipeline(
         for w in 0..pc.workers {
             let (tx, rx) = mpsc::channel::<Work>(STAGE_QUEUE);
             txs.push(tx);
-            let instance = Instance::new(plugin.clone(), pc.init_params(), pc.limits)?;
+            let instance = Instance::with_http(
+                plugin.clone(),
+                pc.init_params(),
+                pc.limits,
+                pc.http.as_ref(),
+            )?;
             let stage = Stage {
                 index,
                 last: index + 1 == chain.len(),
@@ -176,10 +189,25 @@ pub async fn run_pipeline(
     let sink_consumer = consumer.clone();
     let sink_task = tokio::spawn(sink_loop(sink, sink_rx, sink_consumer, sink_cancel));
 
-    let consumed = consume_loop(&p, &consumer, &trackers, first, &metrics, &cancel).await;
+    let consumed = consume_loop(
+        &p,
+        &consumer,
+        &trackers,
+        first,
+        &metrics,
+        exactly_once.as_ref(),
+        &cancel,
+    )
+    .await;
+    // The consumer's handle to the batcher must go, or it never stops.
+    drop(exactly_once);
     // Stop polling: from here on nothing new enters the pipeline.
     stopping.store(cancel.is_cancelled(), Ordering::Relaxed);
     let sunk = sink_task.await.context("sink task panicked")?;
+    let batched = match batcher {
+        Some(b) => b.await.context("SQL batcher panicked")?,
+        None => Ok(()),
+    };
     for t in threads {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
@@ -189,7 +217,7 @@ pub async fn run_pipeline(
     }
     trackers.revoke_all();
     tracing::info!(pipeline = %p.name, "pipeline stopped");
-    sunk.and(consumed)
+    sunk.and(batched).and(consumed)
 }
 
 /// Read records and hand them to the first stage (or straight to the sink
@@ -200,6 +228,7 @@ async fn consume_loop(
     trackers: &Trackers,
     first: Next,
     metrics: &PipelineMetrics,
+    exactly_once: Option<&SqlSink>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     let max_in_flight = p.source.max_in_flight;
@@ -215,7 +244,17 @@ async fn consume_loop(
                 continue;
             }
         };
-        let tracker = trackers.get(msg.topic(), msg.partition(), max_in_flight);
+        let (tracker, fresh) = trackers.get(msg.topic(), msg.partition(), max_in_flight);
+        if fresh && let Some(sql) = exactly_once {
+            // A new assignment: the database, not Kafka, knows how far this
+            // partition got.
+            if let Some(next) = sql.next_offset(msg.topic(), msg.partition()).await? {
+                tracker.set_skip_below(next);
+            }
+        }
+        if tracker.skips(msg.offset()) {
+            continue;
+        }
         let permit = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             permit = tracker.permits.clone().acquire_owned() => match permit {
@@ -270,7 +309,7 @@ async fn consume_loop(
 /// Dispatch finished work to the sink and store offsets as deliveries are
 /// acknowledged.
 async fn sink_loop(
-    sink: KafkaSink,
+    mut sink: Router,
     mut rx: mpsc::Receiver<Work>,
     consumer: Arc<SourceConsumer>,
     cancel: CancellationToken,
@@ -303,11 +342,16 @@ async fn sink_loop(
                         }
                     }
                 }
-                None => open = false,
+                None => {
+                    open = false;
+                    // Nothing more will arrive: the batcher may flush now
+                    // instead of waiting for its batch to age.
+                    sink.close_sql();
+                }
             },
             Some(done) = inflight.next() => match done {
                 Ok(work) => finish(work),
-                Err(e) => break Err(anyhow::anyhow!("fatal produce error: {e}")),
+                Err(e) => break Err(e),
             },
             else => break Ok(()),
         }

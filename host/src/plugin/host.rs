@@ -1,9 +1,12 @@
 //! What a plugin instance can reach: the per-store host state, the `log`
-//! import, and guest stdout/stderr redirected into the host's log.
+//! import, and guest stdout/stderr redirected into the host's log. The
+//! `http` import lives in [`super::http`].
 //!
-//! Promise: a plugin gets no filesystem, no network and no environment
-//! variables. Its clocks and randomness come from WASI. Anything it writes to
-//! stdout or stderr is logged line by line, tagged with the plugin's name.
+//! Promise: a plugin gets no filesystem, no sockets and no environment
+//! variables; its only network access is the `http` import, to the hosts its
+//! config allows. Its clocks and randomness come from WASI. Anything it
+//! writes to stdout or stderr is logged line by line, tagged with the
+//! plugin's name.
 
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +17,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{self, Level};
+use super::http::HttpClient;
 use super::limits::{Limiter, Limits};
 
 /// The data of one plugin `Store`.
@@ -22,10 +26,13 @@ pub struct HostState {
     table: ResourceTable,
     pub(crate) limiter: Limiter,
     plugin: Arc<str>,
+    /// Shared with the owning `Instance`, so the HTTP client and its
+    /// connections outlive a rebuild of the store after a trap.
+    http: Arc<HttpClient>,
 }
 
 impl HostState {
-    pub fn new(plugin: Arc<str>, limits: &Limits) -> Self {
+    pub fn new(plugin: Arc<str>, limits: &Limits, http: Arc<HttpClient>) -> Self {
         let wasi = WasiCtxBuilder::new()
             .stdout(GuestLog::new(plugin.clone(), "stdout"))
             .stderr(GuestLog::new(plugin.clone(), "stderr"))
@@ -35,7 +42,13 @@ impl HostState {
             table: ResourceTable::new(),
             limiter: Limiter::new(limits),
             plugin,
+            http,
         }
+    }
+
+    /// The `http` capability granted to this plugin.
+    pub fn http(&self) -> &HttpClient {
+        &self.http
     }
 }
 

@@ -6,10 +6,16 @@
 //! guest panic) costs only that record. The instance is thrown away and
 //! rebuilt (with `init` called again) before the next record, which runs
 //! normally.
+//!
+//! Capabilities: every instance gets the `log` import; the `http` import
+//! reaches only the hosts of the plugin's `http` config
+//! ([`Instance::with_http`]), and denies every fetch without one
+//! ([`Instance::new`]).
 
 pub mod bindings;
 pub mod engine;
 pub mod host;
+pub mod http;
 pub mod limits;
 
 use std::path::PathBuf;
@@ -23,7 +29,10 @@ pub use bindings::{ErrorKind, Header, Input, Output};
 use bindings::{Transform, TransformPre};
 pub use engine::{Runtime, RuntimeOptions};
 use host::HostState;
+pub use http::{AllowList, HttpClient, HttpPolicy, PolicyError};
 pub use limits::Limits;
+
+use crate::config::http::HttpConfig;
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +59,8 @@ pub enum InitError {
     Rejected { plugin: String, message: String },
     #[error("plugin `{plugin}` trapped during init: {reason}")]
     Trapped { plugin: String, reason: String },
+    #[error("plugin `{plugin}` has an unusable http config: {source}")]
+    Http { plugin: String, source: PolicyError },
 }
 
 /// Why one record failed. The variant decides what the pipeline does with
@@ -161,22 +172,59 @@ pub struct Instance {
     params: Vec<(String, String)>,
     limits: Limits,
     deadline_ticks: u64,
+    http: Arc<HttpClient>,
     live: Option<Live>,
 }
 
 impl Instance {
-    /// Instantiate `plugin` and call its `init` with `params`.
+    /// Instantiate `plugin` and call its `init` with `params`. The plugin
+    /// gets no HTTP access: every fetch is denied.
     pub fn new(
         plugin: Arc<Plugin>,
         params: Vec<(String, String)>,
         limits: Limits,
     ) -> Result<Self, InitError> {
+        Self::with_http(plugin, params, limits, None)
+    }
+
+    /// As [`Instance::new`], granting the `http` import under `http` (none:
+    /// every fetch is denied). The HTTP client is made once per instance,
+    /// on its first fetch, and kept across rebuilds after traps.
+    pub fn with_http(
+        plugin: Arc<Plugin>,
+        params: Vec<(String, String)>,
+        limits: Limits,
+        http: Option<&HttpConfig>,
+    ) -> Result<Self, InitError> {
+        let policy = match http {
+            Some(config) => {
+                let policy = HttpPolicy::from_config(config).map_err(|source| InitError::Http {
+                    plugin: plugin.name.to_string(),
+                    source,
+                })?;
+                // Epochs do not interrupt host calls, so a fetch that uses its
+                // whole timeout ends the call with a deadline error anyway.
+                if !policy.allow().is_empty() && limits.deadline <= policy.timeout() {
+                    tracing::warn!(
+                        plugin = %plugin.name,
+                        deadline = ?limits.deadline,
+                        http_timeout = ?policy.timeout(),
+                        "the plugin's deadline is not larger than its HTTP timeout; \
+                         a slow fetch will end its call with a deadline error"
+                    );
+                }
+                policy
+            }
+            None => HttpPolicy::deny_all(),
+        };
         let deadline_ticks = limits::ticks_for(limits.deadline, plugin.runtime.tick());
+        let http = Arc::new(HttpClient::new(plugin.name.clone(), policy));
         let mut instance = Instance {
             plugin,
             params,
             limits,
             deadline_ticks,
+            http,
             live: None,
         };
         instance.live = Some(instance.build()?);
@@ -196,7 +244,7 @@ impl Instance {
         let name = || plugin.name.to_string();
         let mut store = Store::new(
             plugin.runtime.engine(),
-            HostState::new(plugin.name.clone(), &self.limits),
+            HostState::new(plugin.name.clone(), &self.limits, self.http.clone()),
         );
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();

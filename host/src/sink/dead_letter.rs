@@ -52,3 +52,49 @@ pub fn headers(record: &Input, failure: &Failure) -> OwnedHeaders {
     }
     h
 }
+
+/// Writes dead letters to the pipeline's dead-letter topic.
+#[derive(Clone)]
+pub struct DeadLetterWriter {
+    producer: rdkafka::producer::FutureProducer,
+    topic: std::sync::Arc<str>,
+}
+
+impl DeadLetterWriter {
+    pub fn new(producer: rdkafka::producer::FutureProducer, topic: &str) -> Self {
+        DeadLetterWriter {
+            producer,
+            topic: topic.into(),
+        }
+    }
+
+    /// Enqueue a dead letter for `record` carrying `payload`, waiting while
+    /// the producer's queue is full. The returned future resolves on the
+    /// broker's acknowledgement.
+    pub async fn send(
+        &self,
+        record: &Input,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        failure: &Failure,
+    ) -> Result<rdkafka::producer::DeliveryFuture, rdkafka::error::KafkaError> {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        use rdkafka::producer::FutureRecord;
+        let mut rec = FutureRecord::to(&self.topic)
+            .payload(payload)
+            .headers(headers(record, failure));
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        loop {
+            match self.producer.send_result(rec) {
+                Ok(f) => return Ok(f),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    rec = r;
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+}

@@ -1,58 +1,45 @@
-//! The Kafka sink: idempotent producers, route resolution, partitioning,
-//! and turning delivery reports into finished records.
+//! Kafka writes: idempotent producers (one per compression codec in use),
+//! topic routes with their partitioning, key and header rules.
 //!
-//! When an offset may be committed: [`KafkaSink::dispatch`] enqueues every
-//! write of a record and returns a future that resolves only when all of
-//! them are acknowledged. Only then does the pipeline finish the record in
-//! its partition tracker. A delivery that fails after librdkafka's own
-//! retries is fatal: the record is never finished, so its offset, and every
-//! later one of its partition, is never committed.
+//! When an offset may be committed: never decided here. `enqueue` only hands
+//! a record to librdkafka and returns the future of its acknowledgement; the
+//! router waits on it before it lets the record finish.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::future::BoxFuture;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
-use super::dead_letter;
 use crate::config::kafka::{PropertyBuilder, Security};
-use crate::config::pipeline::{Compression, DEFAULT_ROUTE, Partitioning, Pipeline};
-use crate::metrics::PipelineMetrics;
-use crate::pipeline::work::{Failure, Work};
+use crate::config::pipeline::{Compression, Partitioning, Pipeline, Route};
+use crate::plugin::Output;
 
-enum Target {
-    Topic {
-        topic: String,
-        producer: usize,
-        partitioning: Partitioning,
-        partitions: i32,
-        next: AtomicUsize,
-        headers: Vec<(String, String)>,
-        key: Option<String>,
-        out: metrics::Counter,
-    },
-    DeadLetter,
+/// A route that produces to a topic.
+pub struct TopicRoute {
+    topic: String,
+    producer: usize,
+    partitioning: Partitioning,
+    partitions: i32,
+    next: AtomicUsize,
+    headers: Vec<(String, String)>,
+    key: Option<String>,
+    pub out: metrics::Counter,
 }
 
-/// All Kafka writes of one pipeline.
-pub struct KafkaSink {
+/// The producers of one pipeline.
+pub struct Producers {
     producers: Vec<FutureProducer>,
-    routes: BTreeMap<String, Target>,
-    dead_letter_topic: String,
-    metrics: PipelineMetrics,
+    codecs: Vec<Option<Compression>>,
 }
 
-/// What a dispatched record resolves to.
-pub type Delivery = BoxFuture<'static, Result<Work, KafkaError>>;
-
-impl KafkaSink {
-    /// Create producers (one per compression codec in use) and look up the
-    /// partition counts that round-robin routes need.
-    pub async fn new(p: &Pipeline, metrics: PipelineMetrics) -> anyhow::Result<Self> {
+impl Producers {
+    /// One producer per compression codec the routes use (index 0 has the
+    /// default codec and also carries dead letters).
+    pub fn new(p: &Pipeline) -> anyhow::Result<Self> {
         let brokers = p
             .producer
             .brokers
@@ -65,7 +52,7 @@ impl KafkaSink {
             .unwrap_or_else(|| p.source.security.clone());
         let mut codecs: Vec<Option<Compression>> = vec![None];
         for r in p.routes.values() {
-            if r.compression.is_some() && !codecs.contains(&r.compression) {
+            if r.topic.is_some() && r.compression.is_some() && !codecs.contains(&r.compression) {
                 codecs.push(r.compression);
             }
         }
@@ -77,193 +64,88 @@ impl KafkaSink {
                     .with_context(|| format!("pipeline `{}`: producer", p.name))?,
             );
         }
-        let mut routes = BTreeMap::new();
-        for (name, r) in &p.routes {
-            let target = match &r.topic {
-                None => Target::DeadLetter,
-                Some(topic) => {
-                    let producer = codecs.iter().position(|c| *c == r.compression).unwrap_or(0);
-                    let partitions = if r.partitioning == Partitioning::RoundRobin {
-                        partition_count(&producers[producer], topic).await.with_context(|| {
-                            format!("pipeline `{}`: routes.{name}: round-robin needs topic {topic}'s partition count", p.name)
-                        })?
-                    } else {
-                        0
-                    };
-                    Target::Topic {
-                        topic: topic.clone(),
-                        producer,
-                        partitioning: r.partitioning,
-                        partitions,
-                        next: AtomicUsize::new(0),
-                        headers: r
-                            .headers
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                        key: r.key.clone(),
-                        out: metrics.out(name),
-                    }
-                }
-            };
-            routes.insert(name.clone(), target);
-        }
-        Ok(KafkaSink {
-            producers,
-            routes,
-            dead_letter_topic: p.dead_letter.topic.clone(),
-            metrics,
+        Ok(Producers { producers, codecs })
+    }
+
+    /// The producer that carries dead letters.
+    pub fn primary(&self) -> &FutureProducer {
+        &self.producers[0]
+    }
+
+    /// Build a topic route (round-robin routes look up the partition count).
+    pub async fn route(
+        &self,
+        name: &str,
+        r: &Route,
+        topic: &str,
+        out: metrics::Counter,
+    ) -> anyhow::Result<TopicRoute> {
+        let producer = self
+            .codecs
+            .iter()
+            .position(|c| *c == r.compression)
+            .unwrap_or(0);
+        let partitions = if r.partitioning == Partitioning::RoundRobin {
+            partition_count(&self.producers[producer], topic)
+                .await
+                .with_context(|| {
+                    format!("routes.{name}: round-robin needs topic {topic}'s partition count")
+                })?
+        } else {
+            0
+        };
+        Ok(TopicRoute {
+            topic: topic.to_owned(),
+            producer,
+            partitioning: r.partitioning,
+            partitions,
+            next: AtomicUsize::new(0),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            key: r.key.clone(),
+            out,
         })
     }
 
-    /// Enqueue every write for `work` and return a future that resolves
-    /// when all are acknowledged. `None` means nothing to write (filtered).
-    pub async fn dispatch(&self, mut work: Work) -> Option<Delivery> {
-        if work.failure.is_none() && work.routed.is_empty() {
-            self.metrics.filtered.increment(1);
-            return None;
+    /// Enqueue `o` on `route`. Errors are permanent for this output (the
+    /// broker would never take it, e.g. it is too large).
+    pub async fn send(&self, route: &TopicRoute, o: &Output) -> Result<DeliveryFuture, KafkaError> {
+        let mut h = OwnedHeaders::new_with_capacity(o.headers.len() + route.headers.len());
+        for hd in &o.headers {
+            h = h.insert(Header {
+                key: &hd.name,
+                value: Some(&hd.value),
+            });
         }
-        // Resolve every route before writing anything, so a bad route sends
-        // the whole record to the dead-letter topic rather than half of it.
-        if work.failure.is_none()
-            && let Some(bad) = work.routed.iter().find_map(|o| {
-                let r = o.route.as_deref().unwrap_or(DEFAULT_ROUTE);
-                (!self.routes.contains_key(r)).then(|| r.to_owned())
-            })
-        {
-            work.failure = Some(Failure::host(
-                "route",
-                format!(
-                    "plugin emitted an output on route `{bad}`, which the pipeline does not define"
-                ),
-            ));
+        for (k, v) in &route.headers {
+            h = h.insert(Header {
+                key: k,
+                value: Some(v),
+            });
         }
-        let mut acks = Vec::with_capacity(work.routed.len().max(1));
-        if work.failure.is_none() {
-            for o in &work.routed {
-                let route = o.route.as_deref().unwrap_or(DEFAULT_ROUTE);
-                let result = match &self.routes[route] {
-                    Target::DeadLetter => {
-                        let f =
-                            Failure::host("routed", format!("plugin routed output to `{route}`"));
-                        let mut h = dead_letter::headers(&work.record, &f);
-                        for hd in &o.headers {
-                            h = h.insert(Header {
-                                key: &hd.name,
-                                value: Some(&hd.value),
-                            });
-                        }
-                        let mut rec = FutureRecord::to(&self.dead_letter_topic)
-                            .payload(o.value.as_slice())
-                            .headers(h);
-                        if let Some(k) = &o.key {
-                            rec = rec.key(k.as_slice());
-                        }
-                        self.metrics.dead_lettered("routed").increment(1);
-                        self.enqueue(0, rec).await
-                    }
-                    Target::Topic {
-                        topic,
-                        producer,
-                        partitioning,
-                        partitions,
-                        next,
-                        headers,
-                        key,
-                        out,
-                    } => {
-                        let mut h =
-                            OwnedHeaders::new_with_capacity(o.headers.len() + headers.len());
-                        for hd in &o.headers {
-                            h = h.insert(Header {
-                                key: &hd.name,
-                                value: Some(&hd.value),
-                            });
-                        }
-                        for (k, v) in headers {
-                            h = h.insert(Header {
-                                key: k,
-                                value: Some(v),
-                            });
-                        }
-                        let mut rec = FutureRecord::to(topic)
-                            .payload(o.value.as_slice())
-                            .headers(h);
-                        if let Some(k) = key {
-                            rec = rec.key(k.as_bytes());
-                        } else if let Some(k) = &o.key {
-                            rec = rec.key(k.as_slice());
-                        }
-                        match partitioning {
-                            Partitioning::Key => {}
-                            Partitioning::Partition(p) => rec = rec.partition(*p),
-                            Partitioning::RoundRobin => {
-                                let n = next.fetch_add(1, Ordering::Relaxed);
-                                rec = rec.partition((n % (*partitions).max(1) as usize) as i32);
-                            }
-                        }
-                        out.increment(1);
-                        self.enqueue(*producer, rec).await
-                    }
-                };
-                match result {
-                    Ok(ack) => acks.push(ack),
-                    Err(e) => {
-                        // The broker would never take this record (too large,
-                        // say): dead-letter the source record instead. Writes
-                        // already enqueued for it stand; duplicates are
-                        // allowed, loss is not.
-                        work.failure = Some(Failure::host(
-                            "produce",
-                            format!("cannot produce output: {e}"),
-                        ));
-                        break;
-                    }
-                }
+        let mut rec = FutureRecord::to(&route.topic)
+            .payload(o.value.as_slice())
+            .headers(h);
+        if let Some(k) = &route.key {
+            rec = rec.key(k.as_bytes());
+        } else if let Some(k) = &o.key {
+            rec = rec.key(k.as_slice());
+        }
+        match route.partitioning {
+            Partitioning::Key => {}
+            Partitioning::Partition(p) => rec = rec.partition(p),
+            Partitioning::RoundRobin => {
+                let n = route.next.fetch_add(1, Ordering::Relaxed);
+                rec = rec.partition((n % route.partitions.max(1) as usize) as i32);
             }
         }
-        if let Some(f) = &work.failure {
-            self.metrics.dead_lettered(f.kind).increment(1);
-            tracing::debug!(
-                topic = %work.record.topic, partition = work.record.partition, offset = work.record.offset,
-                kind = f.kind, error = %f.message, "dead-lettering record"
-            );
-            let h = dead_letter::headers(&work.record, f);
-            let mut rec = FutureRecord::to(&self.dead_letter_topic)
-                .payload(work.record.value.as_slice())
-                .headers(h);
-            if let Some(k) = &work.record.key {
-                rec = rec.key(k.as_slice());
-            }
-            match self.enqueue(0, rec).await {
-                Ok(ack) => acks.push(ack),
-                Err(e) => {
-                    let err = e;
-                    return Some(Box::pin(async move { Err(err) }));
-                }
-            }
-        }
-        Some(Box::pin(async move {
-            for ack in acks {
-                match ack.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((e, _))) => return Err(e),
-                    Err(_) => return Err(KafkaError::Canceled),
-                }
-            }
-            Ok(work)
-        }))
-    }
-
-    /// Enqueue one record, waiting while the local queue is full. Errors are
-    /// permanent for this record.
-    async fn enqueue(
-        &self,
-        producer: usize,
-        mut rec: FutureRecord<'_, [u8], [u8]>,
-    ) -> Result<rdkafka::producer::DeliveryFuture, KafkaError> {
+        route.out.increment(1);
+        let producer = &self.producers[route.producer];
         loop {
-            match self.producers[producer].send_result(rec) {
+            match producer.send_result(rec) {
                 Ok(f) => return Ok(f),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     rec = r;

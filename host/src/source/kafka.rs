@@ -35,8 +35,13 @@ impl Trackers {
     }
 
     /// The tracker for a partition, created on its first record after an
-    /// assignment.
-    pub fn get(&self, topic: &str, partition: i32, max_in_flight: usize) -> Arc<PartitionTracker> {
+    /// assignment; the flag says whether it was just created.
+    pub fn get(
+        &self,
+        topic: &str,
+        partition: i32,
+        max_in_flight: usize,
+    ) -> (Arc<PartitionTracker>, bool) {
         let mut map = self.lock();
         // Look up without allocating the key on the hot path.
         if let Some(t) = map
@@ -44,7 +49,7 @@ impl Trackers {
             .find(|((t, p), _)| *p == partition && &**t == topic)
             .map(|(_, t)| t.clone())
         {
-            return t;
+            return (t, false);
         }
         let topic: Arc<str> = topic.into();
         let t = Arc::new(PartitionTracker::new(
@@ -53,7 +58,7 @@ impl Trackers {
             max_in_flight,
         ));
         map.insert((topic, partition), t.clone());
-        t
+        (t, true)
     }
 
     /// Forget and revoke a partition's tracker.

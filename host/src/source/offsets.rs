@@ -12,6 +12,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::sync::Semaphore;
 
@@ -23,6 +24,9 @@ pub struct PartitionTracker {
     state: Mutex<State>,
     /// Bounds records in flight for this partition (backpressure).
     pub permits: Arc<Semaphore>,
+    /// Exactly-once mode: records below this offset are already in the
+    /// database and are skipped.
+    skip_below: AtomicI64,
 }
 
 #[derive(Debug, Default)]
@@ -39,7 +43,18 @@ impl PartitionTracker {
             partition,
             state: Mutex::default(),
             permits: Arc::new(Semaphore::new(max_in_flight)),
+            skip_below: AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// Skip records below `offset` (they are already written).
+    pub fn set_skip_below(&self, offset: i64) {
+        self.skip_below.store(offset, Ordering::Relaxed);
+    }
+
+    /// Whether the record at `offset` was already written.
+    pub fn skips(&self, offset: i64) -> bool {
+        offset < self.skip_below.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -1,0 +1,684 @@
+//! The `http` capability through the real runtime: the `fetcher` fixture
+//! component fetching from a local fixture server, with each rule of the
+//! plugin's `http` config obeyed and violated (allow-list, size cap,
+//! timeout, redirects, retries, user agent), and `sluice plugin run` flags.
+//!
+//! The fixture server listens on 127.0.0.1 only. Tests allow `localhost` and
+//! use `127.0.0.1` as the host that is not on the list: both reach the same
+//! server, so a per-key hit counter proves whether a denied request was sent.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+
+use sluice::config::http::HttpConfig;
+use sluice::plugin::{
+    InitError, Input, Instance, Limits, Output, PluginError, Runtime, RuntimeOptions,
+};
+
+// ---------------------------------------------------------------------------
+// The fixture server.
+
+/// Counts requests per key, so a test can tell how often (if ever) the
+/// server was reached.
+#[derive(Clone, Default)]
+struct Hits(Arc<Mutex<HashMap<String, u32>>>);
+
+impl Hits {
+    /// Count one more hit on `key` and return the new total.
+    fn hit(&self, key: &str) -> u32 {
+        let mut m = self.0.lock().unwrap();
+        let n = m.entry(key.to_owned()).or_default();
+        *n += 1;
+        *n
+    }
+
+    fn get(&self, key: &str) -> u32 {
+        self.0.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    port: u16,
+    hits: Hits,
+}
+
+struct Server {
+    port: u16,
+    hits: Hits,
+}
+
+/// One fixture server per test binary, on its own thread and runtime (the
+/// fetches under test must not run inside a tokio runtime).
+fn server() -> &'static Server {
+    static S: OnceLock<Server> = OnceLock::new();
+    S.get_or_init(|| {
+        let hits = Hits::default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = AppState {
+            port,
+            hits: hits.clone(),
+        };
+        std::thread::Builder::new()
+            .name("fixture-http".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    axum::serve(listener, app(state)).await.unwrap();
+                });
+            })
+            .unwrap();
+        Server { port, hits }
+    })
+}
+
+fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/page", get(|| async { "hello from the fixture" }))
+        .route("/hit/{key}", get(hit))
+        .route("/slow/{ms}", get(slow))
+        .route("/slow-body/{ms}", get(slow_body))
+        .route("/status/{code}/{key}", get(status))
+        .route("/flaky/{fails}/{key}", get(flaky))
+        .route("/redirect/{n}/{key}", get(redirect))
+        .route("/away/{key}", get(away))
+        .route("/big/{n}", get(big))
+        .route("/stream/{n}", get(stream))
+        .route("/declared/{n}", get(declared))
+        .route("/ua", get(user_agent))
+        .with_state(state)
+}
+
+/// Counts a hit on `key`.
+async fn hit(State(s): State<AppState>, Path(key): Path<String>) -> &'static str {
+    s.hits.hit(&key);
+    "hit"
+}
+
+/// Answers after `ms` milliseconds.
+async fn slow(Path(ms): Path<u64>) -> &'static str {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    "slow"
+}
+
+/// Sends the status and headers at once, then stalls `ms` before the body.
+async fn slow_body(Path(ms): Path<u64>) -> Response {
+    let chunks = futures::stream::unfold(0, move |i| async move {
+        match i {
+            0 => Some((Ok::<_, std::io::Error>(Bytes::from_static(b"start ")), 1)),
+            1 => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Some((Ok(Bytes::from_static(b"end")), 2))
+            }
+            _ => None,
+        }
+    });
+    Body::from_stream(chunks).into_response()
+}
+
+/// Always answers `code`, counting hits on `key`.
+async fn status(
+    State(s): State<AppState>,
+    Path((code, key)): Path<(u16, String)>,
+) -> (StatusCode, String) {
+    s.hits.hit(&key);
+    (
+        StatusCode::from_u16(code).unwrap(),
+        format!("status {code}"),
+    )
+}
+
+/// Fails with 500 on the first `fails` hits on `key`, then succeeds.
+async fn flaky(
+    State(s): State<AppState>,
+    Path((fails, key)): Path<(u32, String)>,
+) -> (StatusCode, &'static str) {
+    if s.hits.hit(&key) <= fails {
+        (StatusCode::INTERNAL_SERVER_ERROR, "not yet")
+    } else {
+        (StatusCode::OK, "recovered")
+    }
+}
+
+/// Redirects (relatively, so on the same host) `n` more times, then lands.
+async fn redirect(State(s): State<AppState>, Path((n, key)): Path<(u32, String)>) -> Response {
+    s.hits.hit(&format!("redirect-{key}"));
+    if n == 0 {
+        return "landed".into_response();
+    }
+    (
+        StatusCode::FOUND,
+        [(header::LOCATION, format!("/redirect/{}/{key}", n - 1))],
+    )
+        .into_response()
+}
+
+/// Redirects to `/hit/{key}` on 127.0.0.1, a host tests do not allow.
+async fn away(State(s): State<AppState>, Path(key): Path<String>) -> Response {
+    s.hits.hit(&format!("away-{key}"));
+    let location = format!("http://127.0.0.1:{}/hit/{key}", s.port);
+    (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+}
+
+/// `n` bytes with a Content-Length.
+async fn big(Path(n): Path<usize>) -> Vec<u8> {
+    vec![b'x'; n]
+}
+
+/// `n` bytes streamed in 16 KiB chunks without a Content-Length.
+async fn stream(Path(n): Path<u64>) -> Response {
+    static CHUNK: [u8; 16 * 1024] = [b'y'; 16 * 1024];
+    let chunks = futures::stream::unfold(n, |left| async move {
+        if left == 0 {
+            return None;
+        }
+        let len = left.min(CHUNK.len() as u64);
+        let chunk = Bytes::from_static(&CHUNK[..len as usize]);
+        Some((Ok::<_, std::io::Error>(chunk), left - len))
+    });
+    Body::from_stream(chunks).into_response()
+}
+
+/// Declares a Content-Length of `n`, sends one byte and then stalls: only a
+/// client that trusts the declared length answers before its timeout.
+async fn declared(Path(n): Path<u64>) -> Response {
+    let first = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"y"))]);
+    let body = Body::from_stream(futures::StreamExt::chain(first, futures::stream::pending()));
+    ([(header::CONTENT_LENGTH, n.to_string())], body).into_response()
+}
+
+/// Echoes the request's User-Agent.
+async fn user_agent(headers: HeaderMap) -> Vec<u8> {
+    headers
+        .get(header::USER_AGENT)
+        .map(|v| v.as_bytes().to_vec())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// Helpers.
+
+fn runtime() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| Runtime::new(RuntimeOptions::default()).unwrap())
+}
+
+/// A deadline well above every HTTP timeout used here, so only the tests
+/// about the deadline see one.
+fn roomy() -> Limits {
+    Limits {
+        deadline: Duration::from_secs(20),
+        ..Limits::default()
+    }
+}
+
+fn fetcher(http: Option<HttpConfig>) -> Instance {
+    let plugin = runtime()
+        .load(&common::plugin("fetcher"), "fetcher")
+        .unwrap();
+    Instance::with_http(plugin, vec![], roomy(), http.as_ref()).unwrap()
+}
+
+/// `localhost` allowed, short backoff so retry tests are quick.
+fn localhost() -> HttpConfig {
+    HttpConfig {
+        allow: vec!["localhost".into()],
+        timeout: Duration::from_secs(5),
+        backoff: Duration::from_millis(20),
+        ..HttpConfig::default()
+    }
+}
+
+fn url(path: &str) -> String {
+    format!("http://localhost:{}{path}", server().port)
+}
+
+fn fetch(i: &mut Instance, url: &str) -> Result<Output, PluginError> {
+    let input = Input {
+        topic: "t".into(),
+        partition: 0,
+        offset: 0,
+        timestamp: None,
+        key: Some(b"k".to_vec()),
+        value: url.as_bytes().to_vec(),
+        headers: vec![],
+    };
+    let mut out = i.process(&input)?;
+    assert_eq!(out.len(), 1, "fetcher returns one output");
+    Ok(out.remove(0))
+}
+
+fn header(o: &Output, name: &str) -> String {
+    let h = o.headers.iter().find(|h| h.name == name).unwrap();
+    String::from_utf8(h.value.clone()).unwrap()
+}
+
+fn key() -> String {
+    common::random_name("k")
+}
+
+// ---------------------------------------------------------------------------
+// Allow-list.
+
+#[test]
+fn allowed_host_is_fetched() {
+    let mut i = fetcher(Some(localhost()));
+    let o = fetch(&mut i, &url("/page")).unwrap();
+    assert_eq!(o.value, b"hello from the fixture");
+    assert_eq!(header(&o, "status"), "200");
+    assert_eq!(header(&o, "final-url"), url("/page"));
+    assert_eq!(o.key.as_deref(), Some(&b"k"[..]));
+}
+
+#[test]
+fn host_not_on_the_allow_list_is_denied_and_never_contacted() {
+    let mut i = fetcher(Some(localhost()));
+    let k = key();
+    let target = format!("http://127.0.0.1:{}/hit/{k}", server().port);
+    let err = fetch(&mut i, &target).unwrap_err();
+    assert_eq!(err, PluginError::Invalid("denied: 127.0.0.1".into()));
+    // The same path on an allowed name does reach the server.
+    fetch(&mut i, &url(&format!("/hit/{k}-control"))).unwrap();
+    assert_eq!(server().hits.get(&format!("{k}-control")), 1);
+    assert_eq!(server().hits.get(&k), 0, "a denied host received a request");
+}
+
+#[test]
+fn no_http_config_denies_every_fetch() {
+    let k = key();
+    let plugin = runtime()
+        .load(&common::plugin("fetcher"), "fetcher")
+        .unwrap();
+    let mut i = Instance::new(plugin, vec![], roomy()).unwrap();
+    let err = fetch(&mut i, &url(&format!("/hit/{k}"))).unwrap_err();
+    assert_eq!(err, PluginError::Invalid("denied: localhost".into()));
+    // An `http` table with no `allow` entries denies just the same.
+    let mut i = fetcher(Some(HttpConfig::default()));
+    let err = fetch(&mut i, &url(&format!("/hit/{k}"))).unwrap_err();
+    assert_eq!(err, PluginError::Invalid("denied: localhost".into()));
+    assert_eq!(server().hits.get(&k), 0);
+}
+
+#[test]
+fn malformed_requests_are_invalid_requests() {
+    let mut i = fetcher(Some(localhost()));
+    let err = fetch(&mut i, "not a url").unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Invalid(m) if m.starts_with("invalid-request: ")),
+        "{err:?}"
+    );
+    let err = fetch(&mut i, "file:///etc/passwd").unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Invalid(m) if m.starts_with("invalid-request: ")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn bad_allow_pattern_fails_instantiation() {
+    let plugin = runtime()
+        .load(&common::plugin("fetcher"), "fetcher")
+        .unwrap();
+    let config = HttpConfig {
+        allow: vec!["https://api.example.com".into()],
+        ..HttpConfig::default()
+    };
+    let err = Instance::with_http(plugin, vec![], roomy(), Some(&config))
+        .err()
+        .unwrap();
+    assert!(matches!(err, InitError::Http { .. }), "{err:?}");
+    assert!(err.to_string().contains("https://api.example.com"), "{err}");
+}
+
+#[test]
+fn plugin_without_the_http_import_still_runs_with_http_config() {
+    let plugin = runtime()
+        .load(&common::plugin("passthrough"), "passthrough")
+        .unwrap();
+    let mut i = Instance::with_http(plugin, vec![], Limits::default(), Some(&localhost())).unwrap();
+    assert_eq!(fetch(&mut i, "x").unwrap().value, b"x");
+}
+
+// ---------------------------------------------------------------------------
+// Size cap.
+
+#[test]
+fn body_at_the_cap_is_returned() {
+    let cap = 64 * 1024;
+    let mut i = fetcher(Some(HttpConfig {
+        max_bytes: cap,
+        ..localhost()
+    }));
+    let o = fetch(&mut i, &url(&format!("/big/{cap}"))).unwrap();
+    assert_eq!(o.value.len() as u64, cap);
+    let o = fetch(&mut i, &url(&format!("/stream/{cap}"))).unwrap();
+    assert_eq!(o.value.len() as u64, cap);
+}
+
+#[test]
+fn declared_length_over_the_cap_is_too_large() {
+    let cap = 64 * 1024;
+    let mut i = fetcher(Some(HttpConfig {
+        max_bytes: cap,
+        ..localhost()
+    }));
+    let err = fetch(&mut i, &url(&format!("/big/{}", cap + 1))).unwrap_err();
+    assert_eq!(err, PluginError::Invalid(format!("too-large: {cap}")));
+    // Refused on the header alone: the body never arrives, and waiting for
+    // it would end in a timeout instead.
+    let started = Instant::now();
+    let err = fetch(&mut i, &url(&format!("/declared/{}", 1u64 << 40))).unwrap_err();
+    assert_eq!(err, PluginError::Invalid(format!("too-large: {cap}")));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn streamed_body_over_the_cap_stops_reading_at_the_cap() {
+    let cap = 64 * 1024;
+    let mut i = fetcher(Some(HttpConfig {
+        max_bytes: cap,
+        ..localhost()
+    }));
+    let err = fetch(&mut i, &url(&format!("/stream/{}", cap + 1))).unwrap_err();
+    assert_eq!(err, PluginError::Invalid(format!("too-large: {cap}")));
+    // A 4 GiB body with no Content-Length: reading it all would take far
+    // longer than this, and could not fit in memory besides.
+    let started = Instant::now();
+    let err = fetch(&mut i, &url(&format!("/stream/{}", 4u64 << 30))).unwrap_err();
+    assert_eq!(err, PluginError::Invalid(format!("too-large: {cap}")));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Timeout and deadline.
+
+#[test]
+fn slow_response_times_out() {
+    let mut i = fetcher(Some(HttpConfig {
+        timeout: Duration::from_millis(300),
+        ..localhost()
+    }));
+    let started = Instant::now();
+    let err = fetch(&mut i, &url("/slow/5000")).unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err, PluginError::Transient("timeout".into()));
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(1500),
+        "took {took:?} against a 300ms timeout"
+    );
+    // A response inside the timeout is fine.
+    assert_eq!(fetch(&mut i, &url("/slow/10")).unwrap().value, b"slow");
+}
+
+#[test]
+fn timeout_covers_reading_the_body() {
+    let mut i = fetcher(Some(HttpConfig {
+        timeout: Duration::from_millis(300),
+        ..localhost()
+    }));
+    let started = Instant::now();
+    let err = fetch(&mut i, &url("/slow-body/5000")).unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err, PluginError::Transient("timeout".into()));
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+}
+
+#[test]
+fn deadline_shorter_than_a_fetch_ends_the_call_when_it_returns() {
+    // Documented limit: epochs do not interrupt host calls, so the fetch
+    // completes and the guest traps on its next epoch check.
+    let plugin = runtime()
+        .load(&common::plugin("fetcher"), "fetcher")
+        .unwrap();
+    let limits = Limits {
+        deadline: Duration::from_millis(100),
+        ..Limits::default()
+    };
+    let mut i = Instance::with_http(plugin, vec![], limits, Some(&localhost())).unwrap();
+    let err = fetch(&mut i, &url("/slow/400")).unwrap_err();
+    assert_eq!(err.kind(), "deadline", "{err}");
+    // The rebuilt instance fetches normally.
+    assert_eq!(
+        fetch(&mut i, &url("/page")).unwrap().value,
+        b"hello from the fixture"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Redirects.
+
+#[test]
+fn redirects_are_followed_up_to_the_limit() {
+    let mut i = fetcher(Some(HttpConfig {
+        max_redirects: 3,
+        ..localhost()
+    }));
+    let k = key();
+    let o = fetch(&mut i, &url(&format!("/redirect/3/{k}"))).unwrap();
+    assert_eq!(o.value, b"landed");
+    assert_eq!(header(&o, "status"), "200");
+    assert_eq!(header(&o, "final-url"), url(&format!("/redirect/0/{k}")));
+    assert_eq!(server().hits.get(&format!("redirect-{k}")), 4);
+}
+
+#[test]
+fn too_many_redirects_is_an_error() {
+    let k = key();
+    let mut i = fetcher(Some(HttpConfig {
+        max_redirects: 2,
+        ..localhost()
+    }));
+    let err = fetch(&mut i, &url(&format!("/redirect/3/{k}"))).unwrap_err();
+    assert_eq!(err, PluginError::Invalid("too-many-redirects".into()));
+    // Three requests made (two redirects followed); the third was refused.
+    assert_eq!(server().hits.get(&format!("redirect-{k}")), 3);
+
+    let mut none = fetcher(Some(HttpConfig {
+        max_redirects: 0,
+        ..localhost()
+    }));
+    let err = fetch(&mut none, &url(&format!("/redirect/1/{}", key()))).unwrap_err();
+    assert_eq!(err, PluginError::Invalid("too-many-redirects".into()));
+}
+
+#[test]
+fn redirect_to_a_denied_host_is_denied_and_not_followed() {
+    let mut i = fetcher(Some(localhost()));
+    let k = key();
+    let err = fetch(&mut i, &url(&format!("/away/{k}"))).unwrap_err();
+    assert_eq!(err, PluginError::Invalid("denied: 127.0.0.1".into()));
+    assert_eq!(server().hits.get(&format!("away-{k}")), 1);
+    assert_eq!(
+        server().hits.get(&k),
+        0,
+        "the redirect target was contacted"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Retries.
+
+#[test]
+fn server_errors_are_retried_then_returned() {
+    let mut i = fetcher(Some(HttpConfig {
+        retries: 2,
+        backoff: Duration::from_millis(100),
+        ..localhost()
+    }));
+    let k = key();
+    let started = Instant::now();
+    let o = fetch(&mut i, &url(&format!("/status/500/{k}"))).unwrap();
+    let took = started.elapsed();
+    assert_eq!(header(&o, "status"), "500");
+    assert_eq!(o.value, b"status 500");
+    assert_eq!(server().hits.get(&k), 3, "one attempt and two retries");
+    // Backoff doubles: 100ms, then 200ms.
+    assert!(took >= Duration::from_millis(300), "took {took:?}");
+}
+
+#[test]
+fn a_flaky_server_succeeds_on_retry() {
+    let mut i = fetcher(Some(HttpConfig {
+        retries: 2,
+        ..localhost()
+    }));
+    let k = key();
+    let o = fetch(&mut i, &url(&format!("/flaky/2/{k}"))).unwrap();
+    assert_eq!(header(&o, "status"), "200");
+    assert_eq!(o.value, b"recovered");
+    assert_eq!(server().hits.get(&k), 3);
+}
+
+#[test]
+fn client_errors_and_zero_retries_are_not_retried() {
+    let mut i = fetcher(Some(localhost()));
+    let k = key();
+    let o = fetch(&mut i, &url(&format!("/status/404/{k}"))).unwrap();
+    assert_eq!(header(&o, "status"), "404");
+    assert_eq!(server().hits.get(&k), 1);
+
+    let mut once = fetcher(Some(HttpConfig {
+        retries: 0,
+        ..localhost()
+    }));
+    let k = key();
+    let o = fetch(&mut once, &url(&format!("/status/503/{k}"))).unwrap();
+    assert_eq!(header(&o, "status"), "503");
+    assert_eq!(server().hits.get(&k), 1);
+}
+
+#[test]
+fn retries_stop_when_the_backoff_would_pass_the_timeout() {
+    let mut i = fetcher(Some(HttpConfig {
+        retries: 10,
+        backoff: Duration::from_millis(200),
+        timeout: Duration::from_millis(1000),
+        ..localhost()
+    }));
+    let k = key();
+    let started = Instant::now();
+    let o = fetch(&mut i, &url(&format!("/status/502/{k}"))).unwrap();
+    let took = started.elapsed();
+    assert_eq!(header(&o, "status"), "502");
+    // Pauses of 200ms and 400ms fit in the second; 800ms more would not,
+    // so the fetch ends early instead of sleeping into its timeout.
+    assert_eq!(server().hits.get(&k), 3);
+    assert!(took < Duration::from_millis(1000), "took {took:?}");
+}
+
+#[test]
+fn connection_errors_are_retried_then_transient() {
+    // Nothing listens on this port (it was free a moment ago).
+    let port = common::free_port();
+    let mut i = fetcher(Some(HttpConfig {
+        retries: 2,
+        backoff: Duration::from_millis(50),
+        ..localhost()
+    }));
+    let started = Instant::now();
+    let err = fetch(&mut i, &format!("http://localhost:{port}/")).unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(&err, PluginError::Transient(m) if m.starts_with("connection: ")),
+        "{err:?}"
+    );
+    // Two pauses: 50ms, then 100ms.
+    assert!(took >= Duration::from_millis(150), "took {took:?}");
+}
+
+// ---------------------------------------------------------------------------
+// User agent.
+
+#[test]
+fn user_agent_is_sent() {
+    let mut i = fetcher(Some(localhost()));
+    let o = fetch(&mut i, &url("/ua")).unwrap();
+    assert_eq!(
+        String::from_utf8(o.value).unwrap(),
+        format!("sluice/{}", env!("CARGO_PKG_VERSION"))
+    );
+    let mut i = fetcher(Some(HttpConfig {
+        user_agent: "recipe-bot/2.0 (+https://example.com/bot)".into(),
+        ..localhost()
+    }));
+    let o = fetch(&mut i, &url("/ua")).unwrap();
+    assert_eq!(o.value, b"recipe-bot/2.0 (+https://example.com/bot)");
+}
+
+// ---------------------------------------------------------------------------
+// `sluice plugin run`.
+
+#[test]
+fn plugin_run_flags_grant_http() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let k = key();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "plugin",
+            "run",
+            "--format",
+            "lines",
+            "--allow-host",
+            "localhost",
+        ])
+        .args(["--http-timeout", "5s"])
+        .arg(common::plugin("fetcher"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let denied = format!("http://127.0.0.1:{}/hit/{k}", server().port);
+    let input = format!("{}\n{denied}\n", url("/page"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["value"], "hello from the fixture");
+    assert_eq!(lines[0]["headers"]["status"], "200");
+    assert_eq!(lines[1]["error"]["kind"], "invalid");
+    assert_eq!(lines[1]["error"]["message"], "denied: 127.0.0.1");
+    assert_eq!(server().hits.get(&k), 0);
+}

@@ -1,0 +1,379 @@
+//! The SQL sink against real PostgreSQL (127.0.0.1:5432, or `SLUICE_TEST_PG`)
+//! and embedded SQLite: flush by size and by time, upserts with duplicate
+//! keys in one batch, poison-row isolation, and exactly-once under `kill -9`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{Broker, Sluice, random_name};
+
+fn pg_url() -> String {
+    std::env::var("SLUICE_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn pg_exec(sql: &str) {
+    rt().block_on(async {
+        let pool = sqlx::PgPool::connect(&pg_url()).await.unwrap();
+        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+    });
+}
+
+fn pg_count(sql: &str) -> i64 {
+    rt().block_on(async {
+        let pool = sqlx::PgPool::connect(&pg_url()).await.unwrap();
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    })
+}
+
+fn lite_count(url: &str, sql: &str) -> i64 {
+    rt().block_on(async {
+        // The file may not exist yet: that counts as "no rows".
+        let Ok(pool) = sqlx::SqlitePool::connect(url).await else {
+            return -1;
+        };
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(-1)
+    })
+}
+
+struct Setup {
+    input: String,
+    dlq: String,
+    table: String,
+    file: PathBuf,
+}
+
+/// A passthrough pipeline from a fresh topic into `table` of `url`.
+fn setup(
+    dir: &Path,
+    b: &Broker,
+    url: &str,
+    sql_extra: &str,
+    table_extra: &str,
+    partitions: i32,
+) -> Setup {
+    let input = random_name("in");
+    let dlq = random_name("dlq");
+    let table = random_name("t").replace('-', "_");
+    b.create_topic(&input, partitions);
+    b.create_topic(&dlq, 1);
+    let file = dir.join(format!("{table}.toml"));
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[[pipeline]]
+name = "sql"
+source = {{ brokers = "{brokers}", topics = ["{input}"], group_id = "{group}", session_timeout = "3s" }}
+dead_letter = {{ topic = "{dlq}" }}
+sql = {{ url = "{url}", {sql_extra} }}
+[pipeline.routes.default.table]
+name = "{table}"
+{table_extra}
+[[pipeline.plugin]]
+path = "{plugin}"
+"#,
+            brokers = b.addr,
+            group = random_name("g"),
+            plugin = common::plugin("passthrough").display(),
+        ),
+    )
+    .unwrap();
+    Setup {
+        input,
+        dlq,
+        table,
+        file,
+    }
+}
+
+const COLUMNS: &str = r#"columns = { id = { type = "text" }, v = { type = "integer" } }"#;
+
+fn rows(range: std::ops::Range<usize>) -> Vec<(String, Vec<u8>)> {
+    range
+        .map(|i| {
+            (
+                format!("k{i}"),
+                format!(r#"{{"id":"k{i}","v":{i}}}"#).into_bytes(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn sqlite_flushes_by_size_then_the_rest_on_shutdown() {
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let s = setup(
+        dir.path(),
+        b,
+        &url,
+        r#"batch_rows = 10, batch_age = "1h""#,
+        &format!("create = true\n{COLUMNS}"),
+        1,
+    );
+    let mut p = Sluice::run(&s.file, &dir.path().join("log"));
+    b.produce(&s.input, &rows(0..25));
+    let q = format!("SELECT count(*) FROM \"{}\"", s.table);
+    common::wait_for("two full batches", Duration::from_secs(60), || {
+        lite_count(&url, &q) == 20
+    });
+    // The last 5 rows wait for the (hour-long) age; they must not trickle in.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(lite_count(&url, &q), 20);
+    assert!(p.terminate(), "{}", p.log_text());
+    assert_eq!(
+        lite_count(&url, &q),
+        25,
+        "shutdown flushes the partial batch"
+    );
+}
+
+#[test]
+fn postgres_flushes_by_time() {
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(
+        dir.path(),
+        b,
+        &pg_url(),
+        r#"batch_rows = 100000, batch_age = "300ms""#,
+        &format!("create = true\n{COLUMNS}"),
+        1,
+    );
+    let mut p = Sluice::run(&s.file, &dir.path().join("log"));
+    b.produce(&s.input, &rows(0..5));
+    let q = format!("SELECT count(*) FROM \"{}\"", s.table);
+    common::wait_for("the batch to age out", Duration::from_secs(60), || {
+        pg_count(&format!(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = '{}'",
+            s.table
+        )) == 1
+            && pg_count(&q) == 5
+    });
+    assert!(p.terminate(), "{}", p.log_text());
+}
+
+#[test]
+fn postgres_upsert_collapses_duplicate_keys_in_one_batch() {
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(
+        dir.path(),
+        b,
+        &pg_url(),
+        r#"batch_rows = 1000, batch_age = "2s""#,
+        &format!("create = true\nkey = [\"id\"]\n{COLUMNS}"),
+        1,
+    );
+    let mut p = Sluice::run(&s.file, &dir.path().join("log"));
+    let recs: Vec<(String, Vec<u8>)> = [
+        r#"{"id":"a","v":1}"#,
+        r#"{"id":"b","v":1}"#,
+        r#"{"id":"a","v":2}"#,
+        r#"{"id":"a","v":3}"#,
+    ]
+    .iter()
+    .map(|v| ("k".to_string(), v.as_bytes().to_vec()))
+    .collect();
+    b.produce(&s.input, &recs);
+    let t = &s.table;
+    common::wait_for("the upserted rows", Duration::from_secs(60), || {
+        pg_count(&format!(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = '{t}'"
+        )) == 1
+            && pg_count(&format!("SELECT count(*) FROM \"{t}\"")) == 2
+    });
+    assert_eq!(
+        pg_count(&format!("SELECT v FROM \"{t}\" WHERE id = 'a'")),
+        3,
+        "last write wins"
+    );
+    // A later batch updates the existing row.
+    b.produce(&s.input, &[("k".into(), br#"{"id":"b","v":7}"#.to_vec())]);
+    common::wait_for("the update", Duration::from_secs(30), || {
+        pg_count(&format!("SELECT v FROM \"{t}\" WHERE id = 'b'")) == 7
+    });
+    assert!(p.terminate(), "{}", p.log_text());
+    assert!(
+        !p.log_text().contains("row by row"),
+        "the batch should not have needed isolation"
+    );
+}
+
+#[test]
+fn postgres_poison_rows_are_isolated_and_dead_lettered() {
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(
+        dir.path(),
+        b,
+        &pg_url(),
+        r#"batch_rows = 1000, batch_age = "500ms""#,
+        COLUMNS,
+        1,
+    );
+    pg_exec(&format!(
+        "CREATE TABLE \"{}\" (id TEXT PRIMARY KEY, v BIGINT CHECK (v >= 0))",
+        s.table
+    ));
+    let mut p = Sluice::run(&s.file, &dir.path().join("log"));
+    let recs: Vec<(String, Vec<u8>)> = [
+        ("ok1", r#"{"id":"ok1","v":1}"#),
+        ("neg", r#"{"id":"neg","v":-5}"#),
+        ("ok2", r#"{"id":"ok2","v":2}"#),
+        ("word", r#"{"id":"word","v":"many"}"#),
+        ("ok3", r#"{"id":"ok3","v":3}"#),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+    .collect();
+    b.produce(&s.input, &recs);
+    let dl = common::collect(
+        &b.consumer(&s.dlq),
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        |g| g.len() >= 2,
+    );
+    let mut kinds: Vec<(String, String, String)> = dl
+        .iter()
+        .map(|g| {
+            (
+                g.key.clone().unwrap(),
+                g.header("sluice.error.kind").unwrap().to_owned(),
+                g.header("sluice.error.message").unwrap().to_owned(),
+            )
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert_eq!((kinds[0].0.as_str(), kinds[0].1.as_str()), ("neg", "sql"));
+    assert!(
+        kinds[0].2.contains("check constraint"),
+        "the database's error: {}",
+        kinds[0].2
+    );
+    assert_eq!((kinds[1].0.as_str(), kinds[1].1.as_str()), ("word", "sql"));
+    assert!(kinds[1].2.contains("column v"), "{}", kinds[1].2);
+    assert_eq!(
+        pg_count(&format!("SELECT count(*) FROM \"{}\"", s.table)),
+        3
+    );
+    assert!(p.terminate(), "{}", p.log_text());
+}
+
+#[test]
+fn postgres_exactly_once_under_kill_9() {
+    const N: usize = 20_000;
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let offsets = random_name("offsets").replace('-', "_");
+    let s = setup(
+        dir.path(),
+        b,
+        &pg_url(),
+        &format!(
+            r#"exactly_once = true, batch_rows = 500, batch_age = "50ms", offsets_table = "{offsets}""#
+        ),
+        // No primary key: a duplicate would show as an extra row.
+        &format!("create = true\n{COLUMNS}"),
+        4,
+    );
+    let t = s.table.clone();
+    let count = || {
+        let exists = pg_count(&format!(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = '{t}'"
+        ));
+        if exists == 1 {
+            pg_count(&format!("SELECT count(*) FROM \"{t}\""))
+        } else {
+            0
+        }
+    };
+    let producer = {
+        let (addr, input) = (b.addr.clone(), s.input.clone());
+        std::thread::spawn(move || common::produce_to(&addr, &input, &rows(0..N)))
+    };
+    for (i, at) in [2_000i64, 8_000, 14_000].into_iter().enumerate() {
+        let mut p = Sluice::run(&s.file, &dir.path().join(format!("log{i}")));
+        common::wait_for(&format!("{at} rows"), Duration::from_secs(120), || {
+            count() >= at
+        });
+        p.kill9();
+    }
+    producer.join().unwrap();
+    let mut p = Sluice::run(&s.file, &dir.path().join("log-final"));
+    common::wait_for("every row", Duration::from_secs(180), || {
+        count() >= N as i64
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(p.terminate(), "{}", p.log_text());
+    let rows = pg_count(&format!("SELECT count(*) FROM \"{t}\""));
+    let distinct = pg_count(&format!("SELECT count(DISTINCT id) FROM \"{t}\""));
+    eprintln!("exactly-once: 3 kill -9s, {N} records, {rows} rows, {distinct} distinct");
+    assert_eq!(distinct, N as i64, "rows lost");
+    assert_eq!(rows, N as i64, "duplicate rows");
+    // The offsets table accounts for every record: next offsets sum to N.
+    let next = pg_count(&format!(
+        "SELECT sum(next_offset)::bigint FROM \"{offsets}\" WHERE topic = '{}'",
+        s.input
+    ));
+    assert_eq!(next, N as i64);
+}
+
+#[test]
+fn sqlite_exactly_once_resumes_from_the_offsets_table() {
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("eo.sqlite").display());
+    let s = setup(
+        dir.path(),
+        b,
+        &url,
+        r#"exactly_once = true, batch_rows = 100, batch_age = "50ms""#,
+        &format!("create = true\n{COLUMNS}"),
+        2,
+    );
+    let q = format!("SELECT count(*) FROM \"{}\"", s.table);
+    b.produce(&s.input, &rows(0..3000));
+    let mut p = Sluice::run(&s.file, &dir.path().join("log0"));
+    common::wait_for("some rows", Duration::from_secs(60), || {
+        lite_count(&url, &q) >= 500
+    });
+    p.kill9();
+    let mut p = Sluice::run(&s.file, &dir.path().join("log1"));
+    common::wait_for("every row", Duration::from_secs(120), || {
+        lite_count(&url, &q) >= 3000
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(p.terminate(), "{}", p.log_text());
+    assert_eq!(lite_count(&url, &q), 3000);
+    assert_eq!(
+        lite_count(
+            &url,
+            &format!("SELECT count(DISTINCT id) FROM \"{}\"", s.table)
+        ),
+        3000
+    );
+    assert_eq!(
+        lite_count(&url, "SELECT sum(next_offset) FROM sluice_offsets"),
+        3000
+    );
+}
