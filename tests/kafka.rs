@@ -101,6 +101,7 @@ fn recipe_pipeline_end_to_end_gives_exactly_the_expected_alerts() {
         .env("DLQ_TOPIC", &dlq)
         .env("GROUP_PREFIX", &group)
         .env("SLUICE_METRICS", format!("127.0.0.1:{metrics_port}"))
+        .env("ALERTS_DB", format!("sqlite://{}", dir.path().join("alerts.db").display()))
         .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
         .spawn()
         .unwrap();
@@ -135,6 +136,19 @@ fn recipe_pipeline_end_to_end_gives_exactly_the_expected_alerts() {
     for g in &got {
         assert_eq!(g.header("source"), Some("calorie-alert"));
     }
+
+    // The third pipeline keeps the alerts in SQLite, once each.
+    let db = dir.path().join("alerts.db");
+    let stored = || -> Vec<String> {
+        let out = std::process::Command::new("sqlite3")
+            .arg(&db)
+            .arg("SELECT name FROM alerts ORDER BY name")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    };
+    common::wait_for("alerts in SQLite", Duration::from_secs(30), || stored().len() >= expected.len());
+    assert_eq!(stored().len(), expected.len(), "{:?}", stored());
 
     // The page with no recipe is dead-lettered, with its provenance.
     let d = collect(

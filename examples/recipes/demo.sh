@@ -17,6 +17,7 @@ export KAFKA_BROKERS="127.0.0.1:$port"
 export SLUICE_METRICS="127.0.0.1:$metrics_port"
 export CALORIE_THRESHOLD="$threshold"
 work=$(mktemp -d)
+export ALERTS_DB="sqlite://$work/alerts.db"
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -70,11 +71,20 @@ for line in open(sys.argv[1]):
     print("  %s: %s: %s" % (r["key"], h.get("sluice.error.kind"), h.get("sluice.error.message")))
 PY
 
+echo "==> alerts stored in SQLite ($ALERTS_DB):"
+stored=0
+for _ in $(seq 100); do
+    stored=$(sqlite3 "$work/alerts.db" "SELECT count(*) FROM alerts" 2>/dev/null || echo 0)
+    [ "$stored" -ge "$expected" ] && break
+    sleep 0.1
+done
+sqlite3 -header -column "$work/alerts.db" "SELECT name, calories FROM alerts ORDER BY calories DESC"
+
 kill -TERM "$sluice_pid"
 wait "$sluice_pid" || true
-if [ "$got" -ne "$expected" ]; then
-    echo "demo FAILED: expected $expected alerts, got $got" >&2
+if [ "$got" -ne "$expected" ] || [ "$stored" -ne "$expected" ]; then
+    echo "demo FAILED: expected $expected alerts, got $got on the topic and $stored in SQLite" >&2
     tail -20 "$work/sluice.log" >&2
     exit 1
 fi
-echo "==> demo OK: $got alerts"
+echo "==> demo OK: $got alerts on the topic and in SQLite"
