@@ -28,8 +28,11 @@ pub struct File {
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
     /// The pipelines; each runs independently.
-    #[serde(rename = "pipeline")]
+    #[serde(rename = "pipeline", default)]
     pub pipelines: Vec<Pipeline>,
+    /// Queries whose rows are published to topics (seed 000's producer).
+    #[serde(rename = "sql_source", default)]
+    pub sql_sources: Vec<crate::source::sql::SqlSourceConfig>,
 }
 
 /// The observability endpoint.
@@ -204,7 +207,10 @@ pub fn parse(
 }
 
 fn validate(file: &File) -> anyhow::Result<()> {
-    anyhow::ensure!(!file.pipelines.is_empty(), "no [[pipeline]] defined");
+    anyhow::ensure!(
+        !file.pipelines.is_empty() || !file.sql_sources.is_empty(),
+        "no [[pipeline]] or [[sql_source]] defined"
+    );
     let mut names = std::collections::HashSet::new();
     for p in &file.pipelines {
         let at = |field: &str| format!("pipeline `{}`: {field}", p.name);
