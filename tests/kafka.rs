@@ -101,7 +101,10 @@ fn recipe_pipeline_end_to_end_gives_exactly_the_expected_alerts() {
         .env("DLQ_TOPIC", &dlq)
         .env("GROUP_PREFIX", &group)
         .env("SLUICE_METRICS", format!("127.0.0.1:{metrics_port}"))
-        .env("ALERTS_DB", format!("sqlite://{}", dir.path().join("alerts.db").display()))
+        .env(
+            "ALERTS_DB",
+            format!("sqlite://{}", dir.path().join("alerts.db").display()),
+        )
         .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
         .spawn()
         .unwrap();
@@ -145,9 +148,14 @@ fn recipe_pipeline_end_to_end_gives_exactly_the_expected_alerts() {
             .arg("SELECT name FROM alerts ORDER BY name")
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
     };
-    common::wait_for("alerts in SQLite", Duration::from_secs(30), || stored().len() >= expected.len());
+    common::wait_for("alerts in SQLite", Duration::from_secs(30), || {
+        stored().len() >= expected.len()
+    });
     assert_eq!(stored().len(), expected.len(), "{:?}", stored());
 
     // The page with no recipe is dead-lettered, with its provenance.

@@ -412,8 +412,14 @@ retry_after = "1h"
     .unwrap();
     let mut p = Sluice::run(&file, &dir.path().join("log"));
     let c = b.consumer(&topic);
-    let got = common::collect(&c, Duration::from_secs(30), Duration::from_secs(2), |g| g.len() >= 5);
-    assert_eq!(got.len(), 5, "each unprocessed row once, even after several polls");
+    let got = common::collect(&c, Duration::from_secs(30), Duration::from_secs(2), |g| {
+        g.len() >= 5
+    });
+    assert_eq!(
+        got.len(),
+        5,
+        "each unprocessed row once, even after several polls"
+    );
     let v: serde_json::Value = serde_json::from_slice(&got[0].value).unwrap();
     assert!(v["url"].is_string() && v["depth"].is_number(), "{v}");
 
@@ -421,14 +427,18 @@ retry_after = "1h"
     pg_exec(&format!(
         "INSERT INTO \"{pages}\" VALUES ('u1'), ('u2'); INSERT INTO \"{urls}\" VALUES ('u6', 3);"
     ));
-    let more = common::collect(&c, Duration::from_secs(30), Duration::from_secs(2), |g| !g.is_empty());
+    let more = common::collect(&c, Duration::from_secs(30), Duration::from_secs(2), |g| {
+        !g.is_empty()
+    });
     let keys: Vec<_> = more.iter().filter_map(|g| g.key.clone()).collect();
     assert_eq!(keys, ["u6"]);
 
     // After a crash, every still-unprocessed row is published again: none lost.
     p.kill9();
     let mut p = Sluice::run(&file, &dir.path().join("log2"));
-    let again = common::collect(&c, Duration::from_secs(30), Duration::from_secs(2), |g| g.len() >= 4);
+    let again = common::collect(&c, Duration::from_secs(30), Duration::from_secs(2), |g| {
+        g.len() >= 4
+    });
     let mut keys: Vec<_> = again.iter().filter_map(|g| g.key.clone()).collect();
     keys.sort();
     assert_eq!(keys, ["u3", "u4", "u5", "u6"]);

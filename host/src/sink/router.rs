@@ -114,17 +114,17 @@ impl Router {
         }
         let mut acks: Vec<DeliveryFuture> = Vec::new();
         let mut rows: Vec<JobRow> = Vec::new();
-        if work.failure.is_none() {
-            if let Err(e) = self.write_outputs(&mut work, &mut acks, &mut rows).await {
-                // The broker would never take this output (too large, say):
-                // dead-letter the source record instead. Writes already
-                // enqueued for it stand; duplicates are allowed, loss is not.
-                work.failure = Some(Failure::host(
-                    "produce",
-                    format!("cannot produce output: {e}"),
-                ));
-                rows.clear();
-            }
+        if work.failure.is_none()
+            && let Err(e) = self.write_outputs(&mut work, &mut acks, &mut rows).await
+        {
+            // The broker would never take this output (too large, say):
+            // dead-letter the source record instead. Writes already
+            // enqueued for it stand; duplicates are allowed, loss is not.
+            work.failure = Some(Failure::host(
+                "produce",
+                format!("cannot produce output: {e}"),
+            ));
+            rows.clear();
         }
         if let Some(f) = &work.failure {
             self.metrics.dead_lettered(f.kind).increment(1);

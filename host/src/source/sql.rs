@@ -145,7 +145,9 @@ pub async fn run(cfg: SqlSourceConfig, cancel: CancellationToken) -> anyhow::Res
                     published += 1;
                 }
                 // Not marked: the next poll publishes it again.
-                Err((e, _)) => tracing::warn!(source = %cfg.name, key = %keys[i], error = %e, "publish failed"),
+                Err((e, _)) => {
+                    tracing::warn!(source = %cfg.name, key = %keys[i], error = %e, "publish failed")
+                }
             }
         }
         if published > 0 {
@@ -170,12 +172,21 @@ mod tests {
         assert_eq!(f.due(&keys, t0, Duration::from_secs(60)), vec![0, 1]);
         f.mark("a".into(), t0);
         f.mark("b".into(), t0);
-        assert!(f.due(&keys, t0 + Duration::from_secs(1), Duration::from_secs(60)).is_empty());
+        assert!(
+            f.due(&keys, t0 + Duration::from_secs(1), Duration::from_secs(60))
+                .is_empty()
+        );
         // "a" got processed (the query no longer returns it); "c" is new.
         let keys = vec!["b".to_string(), "c".to_string()];
-        assert_eq!(f.due(&keys, t0 + Duration::from_secs(2), Duration::from_secs(60)), vec![1]);
+        assert_eq!(
+            f.due(&keys, t0 + Duration::from_secs(2), Duration::from_secs(60)),
+            vec![1]
+        );
         assert_eq!(f.len(), 1);
         // "b" is still unprocessed after the retry delay: publish it again.
-        assert_eq!(f.due(&keys, t0 + Duration::from_secs(61), Duration::from_secs(60)), vec![0, 1]);
+        assert_eq!(
+            f.due(&keys, t0 + Duration::from_secs(61), Duration::from_secs(60)),
+            vec![0, 1]
+        );
     }
 }
