@@ -1,4 +1,4 @@
-//! The `http` capability through the real runtime: the `fetcher` fixture
+//! The `http` capability through the real runtime: the `http-fetch` plugin
 //! component fetching from a local fixture server, with each rule of the
 //! plugin's `http` config obeyed and violated (allow-list, size cap,
 //! timeout, redirects, retries, user agent), and `sluice plugin run` flags.
@@ -231,11 +231,17 @@ fn roomy() -> Limits {
     }
 }
 
+/// http-fetch params that return every status as an output, so tests can
+/// look at 4xx/5xx responses themselves.
+fn raw() -> Vec<(String, String)> {
+    vec![("fail_on_status".into(), "false".into())]
+}
+
 fn fetcher(http: Option<HttpConfig>) -> Instance {
     let plugin = runtime()
-        .load(&common::plugin("fetcher"), "fetcher")
+        .load(&common::plugin("http-fetch"), "http-fetch")
         .unwrap();
-    Instance::with_http(plugin, vec![], roomy(), http.as_ref()).unwrap()
+    Instance::with_http(plugin, raw(), roomy(), http.as_ref()).unwrap()
 }
 
 /// `localhost` allowed, short backoff so retry tests are quick.
@@ -306,9 +312,9 @@ fn host_not_on_the_allow_list_is_denied_and_never_contacted() {
 fn no_http_config_denies_every_fetch() {
     let k = key();
     let plugin = runtime()
-        .load(&common::plugin("fetcher"), "fetcher")
+        .load(&common::plugin("http-fetch"), "http-fetch")
         .unwrap();
-    let mut i = Instance::new(plugin, vec![], roomy()).unwrap();
+    let mut i = Instance::new(plugin, raw(), roomy()).unwrap();
     let err = fetch(&mut i, &url(&format!("/hit/{k}"))).unwrap_err();
     assert_eq!(err, PluginError::Invalid("denied: localhost".into()));
     // An `http` table with no `allow` entries denies just the same.
@@ -336,13 +342,13 @@ fn malformed_requests_are_invalid_requests() {
 #[test]
 fn bad_allow_pattern_fails_instantiation() {
     let plugin = runtime()
-        .load(&common::plugin("fetcher"), "fetcher")
+        .load(&common::plugin("http-fetch"), "http-fetch")
         .unwrap();
     let config = HttpConfig {
         allow: vec!["https://api.example.com".into()],
         ..HttpConfig::default()
     };
-    let err = Instance::with_http(plugin, vec![], roomy(), Some(&config))
+    let err = Instance::with_http(plugin, raw(), roomy(), Some(&config))
         .err()
         .unwrap();
     assert!(matches!(err, InitError::Http { .. }), "{err:?}");
@@ -455,13 +461,13 @@ fn deadline_shorter_than_a_fetch_ends_the_call_when_it_returns() {
     // Documented limit: epochs do not interrupt host calls, so the fetch
     // completes and the guest traps on its next epoch check.
     let plugin = runtime()
-        .load(&common::plugin("fetcher"), "fetcher")
+        .load(&common::plugin("http-fetch"), "http-fetch")
         .unwrap();
     let limits = Limits {
         deadline: Duration::from_millis(100),
         ..Limits::default()
     };
-    let mut i = Instance::with_http(plugin, vec![], limits, Some(&localhost())).unwrap();
+    let mut i = Instance::with_http(plugin, raw(), limits, Some(&localhost())).unwrap();
     let err = fetch(&mut i, &url("/slow/400")).unwrap_err();
     assert_eq!(err.kind(), "deadline", "{err}");
     // The rebuilt instance fetches normally.
@@ -650,7 +656,7 @@ fn plugin_run_flags_grant_http() {
             "localhost",
         ])
         .args(["--http-timeout", "5s"])
-        .arg(common::plugin("fetcher"))
+        .arg(common::plugin("http-fetch"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
