@@ -88,12 +88,7 @@ pub async fn run(
     let mut pipelines = tokio::task::JoinSet::new();
     for src in file.sql_sources.clone() {
         let c = cancel.clone();
-        pipelines.spawn(async move {
-            let name = src.name.clone();
-            crate::source::sql::run(src, c)
-                .await
-                .with_context(|| format!("sql_source `{name}`"))
-        });
+        pipelines.spawn(async move { crate::source::sql::run(src, c).await });
     }
     for (p, chain) in file.pipelines.into_iter().zip(plugins) {
         let c = cancel.clone();

@@ -114,10 +114,18 @@ pub async fn run(cfg: SqlSourceConfig, cancel: CancellationToken) -> anyhow::Res
     let sql = format!("SELECT row_to_json(q)::text FROM ({}) q", cfg.query);
     let mut inflight = InFlight::default();
     loop {
-        let rows: Vec<String> = sqlx::query_scalar(&sql)
-            .fetch_all(&pool)
-            .await
-            .with_context(|| format!("{at}: query failed"))?;
+        // A failing query (the database restarting, a table not created
+        // yet) is retried at the next poll: the rows are still there.
+        let rows: Vec<String> = match sqlx::query_scalar(&sql).fetch_all(&pool).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(source = %cfg.name, error = %e, "query failed; retrying at the next poll");
+                tokio::select! {
+                    _ = tokio::time::sleep(cfg.interval) => continue,
+                    _ = cancel.cancelled() => return Ok(()),
+                }
+            }
+        };
         let mut keys = Vec::with_capacity(rows.len());
         for r in &rows {
             let v: serde_json::Value = serde_json::from_str(r)?;
