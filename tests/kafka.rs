@@ -404,18 +404,32 @@ fn crash_safety_kill_9_loses_nothing() {
 #[test]
 fn scale_out_three_processes_one_killed() {
     // Each record costs 1 ms of plugin time, so the stream is still flowing
-    // when one process is killed.
-    const N: usize = 9_000;
+    // when one process is killed. Outputs keep their source partition, so
+    // each output partition shows the order its input partition was
+    // processed in.
+    const PER_PARTITION: usize = 1_500;
+    const PARTITIONS: i32 = 6;
+    const N: usize = PER_PARTITION * PARTITIONS as usize;
     let b = Broker::shared();
     let dir = tempfile::tempdir().unwrap();
-    let t = topics(b, 6);
+    let t = topics(b, PARTITIONS);
     let file = pipeline_file(dir.path(), b, &t, &common::plugin("busy-loop"), "", "");
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        r#"routes.default = { topic = "#,
+        r#"routes.default = { partitioning = "source", topic = "#,
+    );
+    std::fs::write(&file, text).unwrap();
     let (seen, stop) = tail(b, &t.output);
     let mut procs: Vec<Sluice> = (0..3)
         .map(|i| Sluice::run(&file, &dir.path().join(format!("log{i}"))))
         .collect();
-    let recs: Vec<(String, Vec<u8>)> = (0..N).map(|i| (format!("k{i}"), b"1".to_vec())).collect();
-    b.produce(&t.input, &recs);
+    let mut recs = Vec::new();
+    for seq in 0..PER_PARTITION {
+        for p in 0..PARTITIONS {
+            recs.push((p, format!("p{p}-{seq}")));
+        }
+    }
+    produce_partitioned(&b.addr, &t.input, &recs);
     common::wait_for("a third of the output", Duration::from_secs(120), || {
         seen.lock().unwrap().len() >= N / 3
     });
@@ -444,8 +458,6 @@ fn scale_out_three_processes_one_killed() {
         for (i, p) in procs.iter().enumerate() {
             eprintln!("---- process {i} ----\n{}", p.log_text());
         }
-        let got = seen.lock().unwrap().clone();
-        tally(&got, N);
     }
     for (i, p) in procs.iter_mut().enumerate() {
         if i != 1 {
@@ -454,9 +466,68 @@ fn scale_out_three_processes_one_killed() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let got = seen.lock().unwrap().clone();
-    let (distinct, dups) = tally(&got, N);
+    let (distinct, dups) = tally_keys(&got, recs.iter().map(|(_, k)| k.clone()));
+    // Per partition, outputs come in runs of increasing sequence numbers. A
+    // new run starts only where a partition was re-read from its committed
+    // offset (after the kill). Two members processing one partition at once
+    // would interleave and show many more runs.
+    let mut runs = 0;
+    for p in 0..PARTITIONS {
+        let seqs: Vec<usize> = got
+            .iter()
+            .filter(|g| g.partition == p)
+            .map(|g| {
+                let k = g.key.as_deref().unwrap();
+                assert!(
+                    k.starts_with(&format!("p{p}-")),
+                    "{k} left its partition {p}"
+                );
+                k.rsplit('-').next().unwrap().parse().unwrap()
+            })
+            .collect();
+        let restarts = seqs.windows(2).filter(|w| w[1] <= w[0]).count();
+        assert!(
+            restarts <= 1,
+            "partition {p} restarted {restarts} times: processed by two members at once?"
+        );
+        runs += restarts;
+    }
     eprintln!(
-        "scale-out: {N} keys in, killed one of 3 at {at_kill} outputs, {distinct} distinct out, {dups} duplicates"
+        "scale-out: {N} records in, killed one of 3 at {at_kill} outputs, {distinct} distinct out, {dups} duplicates, {runs} partition replays"
     );
     assert_eq!(distinct, N);
+}
+
+/// Produce `(partition, key)` records (value "1": 1 ms of busy-loop each).
+fn produce_partitioned(addr: &str, topic: &str, recs: &[(i32, String)]) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let p: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    for (part, key) in recs {
+        let mut rec = BaseRecord::to(topic)
+            .partition(*part)
+            .key(key.as_str())
+            .payload("1");
+        while let Err((_, r)) = p.send(rec) {
+            rec = r;
+            p.poll(Duration::from_millis(10));
+        }
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// Count distinct keys (panicking on any missing) and duplicates.
+fn tally_keys(got: &[Got], want: impl Iterator<Item = String>) -> (usize, usize) {
+    let have: HashSet<&str> = got.iter().filter_map(|g| g.key.as_deref()).collect();
+    let missing: Vec<String> = want.filter(|k| !have.contains(k.as_str())).collect();
+    assert!(
+        missing.is_empty(),
+        "{} keys lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    (have.len(), got.len() - have.len())
 }

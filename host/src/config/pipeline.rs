@@ -108,6 +108,9 @@ pub enum Partitioning {
     Key,
     /// Spread records evenly over partitions, ignoring the key.
     RoundRobin,
+    /// The partition number the source record came from (the output topic
+    /// needs at least as many partitions).
+    Source,
     /// Always this partition.
     Partition(i32),
 }

@@ -332,7 +332,7 @@ async fn sink_loop(
     let result = loop {
         tokio::select! {
             w = rx.recv(), if open => match w {
-                Some(work) if work.abandoned => drop(work),
+                Some(work) if work.abandoned || work.tracker.is_revoked() => drop(work),
                 Some(work) => {
                     let tracker = work.tracker.clone();
                     let offset = work.record.offset;

@@ -55,6 +55,11 @@ impl Stage {
     /// The worker loop; returns when the input channel closes.
     pub fn run(mut self, mut rx: mpsc::Receiver<Work>, next: Next) {
         while let Some(mut work) = rx.blocking_recv() {
+            // The partition moved to another member: its new owner reads
+            // this record again, so it must not be processed here too.
+            if work.tracker.is_revoked() {
+                work.abandoned = true;
+            }
             if work.failure.is_none() && !work.abandoned {
                 self.process(&mut work);
             }

@@ -112,7 +112,12 @@ impl Producers {
 
     /// Enqueue `o` on `route`. Errors are permanent for this output (the
     /// broker would never take it, e.g. it is too large).
-    pub async fn send(&self, route: &TopicRoute, o: &Output) -> Result<DeliveryFuture, KafkaError> {
+    pub async fn send(
+        &self,
+        route: &TopicRoute,
+        o: &Output,
+        source_partition: i32,
+    ) -> Result<DeliveryFuture, KafkaError> {
         let mut h = OwnedHeaders::new_with_capacity(o.headers.len() + route.headers.len());
         for hd in &o.headers {
             h = h.insert(Header {
@@ -137,6 +142,7 @@ impl Producers {
         match route.partitioning {
             Partitioning::Key => {}
             Partitioning::Partition(p) => rec = rec.partition(p),
+            Partitioning::Source => rec = rec.partition(source_partition),
             Partitioning::RoundRobin => {
                 let n = route.next.fetch_add(1, Ordering::Relaxed);
                 rec = rec.partition((n % route.partitions.max(1) as usize) as i32);

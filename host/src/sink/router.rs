@@ -194,7 +194,9 @@ impl Router {
         for (i, o) in work.routed.iter().enumerate() {
             let route = o.route.as_deref().unwrap_or(DEFAULT_ROUTE);
             match &self.routes[route] {
-                Target::Topic(t) => acks.push(self.producers.send(t, o).await?),
+                Target::Topic(t) => {
+                    acks.push(self.producers.send(t, o, work.record.partition).await?)
+                }
                 Target::DeadLetter => {
                     let f = Failure::host("routed", format!("plugin routed output to `{route}`"));
                     self.metrics.dead_lettered("routed").increment(1);

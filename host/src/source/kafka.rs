@@ -61,17 +61,16 @@ impl Trackers {
         (t, true)
     }
 
-    /// Forget and revoke a partition's tracker.
-    pub fn revoke(&self, topic: &str, partition: i32) {
+    /// Forget and revoke a partition's tracker; returns it.
+    pub fn revoke(&self, topic: &str, partition: i32) -> Option<Arc<PartitionTracker>> {
         let mut map = self.lock();
-        map.retain(|(t, p), tracker| {
-            if *p == partition && &**t == topic {
-                tracker.revoke();
-                false
-            } else {
-                true
-            }
-        });
+        let key = map
+            .keys()
+            .find(|(t, p)| *p == partition && &**t == topic)
+            .cloned()?;
+        let tracker = map.remove(&key)?;
+        tracker.revoke();
+        Some(tracker)
     }
 
     /// Revoke everything (shutdown).
@@ -85,6 +84,10 @@ impl Trackers {
         self.lock().values().map(|t| t.in_flight()).sum()
     }
 }
+
+/// Longest a revoke waits for the revoked partitions' records to leave the
+/// pipeline.
+const REVOKE_DRAIN: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Consumer context: revokes trackers before partitions go, exports lag.
 pub struct SourceContext {
@@ -111,9 +114,36 @@ impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
+                let mut revoked = Vec::new();
                 for e in tpl.elements() {
                     tracing::info!(pipeline = %self.pipeline, topic = e.topic(), partition = e.partition(), "partition revoked");
-                    self.trackers.revoke(e.topic(), e.partition());
+                    revoked.extend(self.trackers.revoke(e.topic(), e.partition()));
+                }
+                // Before the partitions go, wait until none of their records
+                // is still being processed or produced here (queued ones are
+                // dropped, not processed), so no partition is ever processed
+                // by two members at once. Offsets stored so far are committed
+                // by librdkafka as part of the revoke.
+                let wait = || {
+                    let started = std::time::Instant::now();
+                    while !revoked.iter().all(|t| t.drained()) {
+                        if started.elapsed() > REVOKE_DRAIN {
+                            tracing::warn!(pipeline = %self.pipeline, "revoked partitions did not drain in time");
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                };
+                // This callback runs inside the consumer's poll on a runtime
+                // worker; hand that worker's other tasks (the sink among
+                // them) to another thread while we block.
+                let multi = tokio::runtime::Handle::try_current().is_ok_and(|h| {
+                    h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+                });
+                if multi {
+                    tokio::task::block_in_place(wait);
+                } else {
+                    wait();
                 }
             }
             Rebalance::Assign(tpl) => {

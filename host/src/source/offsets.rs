@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use tokio::sync::Semaphore;
 
@@ -27,6 +27,9 @@ pub struct PartitionTracker {
     /// Exactly-once mode: records below this offset are already in the
     /// database and are skipped.
     skip_below: AtomicI64,
+    /// Set on revoke; checked per record without taking the lock.
+    revoked: AtomicBool,
+    max_in_flight: usize,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +47,8 @@ impl PartitionTracker {
             state: Mutex::default(),
             permits: Arc::new(Semaphore::new(max_in_flight)),
             skip_below: AtomicI64::new(i64::MIN),
+            revoked: AtomicBool::new(false),
+            max_in_flight,
         }
     }
 
@@ -89,6 +94,7 @@ impl PartitionTracker {
 
     /// The partition was taken away: never report an offset again.
     pub fn revoke(&self) {
+        self.revoked.store(true, Ordering::Release);
         let mut s = self.lock();
         s.revoked = true;
         s.pending.clear();
@@ -96,7 +102,13 @@ impl PartitionTracker {
     }
 
     pub fn is_revoked(&self) -> bool {
-        self.lock().revoked
+        self.revoked.load(Ordering::Acquire)
+    }
+
+    /// Whether no record of this partition is still anywhere in the
+    /// pipeline (every permit is back).
+    pub fn drained(&self) -> bool {
+        self.permits.available_permits() >= self.max_in_flight
     }
 
     /// Records read but not finished.
