@@ -13,12 +13,7 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use common::{Broker, random_name};
-
-fn pg_url() -> String {
-    std::env::var("SLUICE_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
+use common::{Broker, pg_exec, pg_url, random_name};
 
 fn pg<T: Send + Unpin + for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
     sql: &str,
@@ -34,17 +29,6 @@ fn pg<T: Send + Unpin + for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sq
             .await
             .unwrap_or_default()
     })
-}
-
-fn pg_exec(sql: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let pool = sqlx::PgPool::connect(&pg_url()).await.unwrap();
-        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
-    });
 }
 
 #[derive(Clone, Default)]

@@ -8,25 +8,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Broker, Sluice, random_name};
-
-fn pg_url() -> String {
-    std::env::var("SLUICE_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
+use common::{Broker, Sluice, pg_exec, pg_url, random_name};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn pg_exec(sql: &str) {
-    rt().block_on(async {
-        let pool = sqlx::PgPool::connect(&pg_url()).await.unwrap();
-        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
-    });
 }
 
 fn pg_count(sql: &str) -> i64 {

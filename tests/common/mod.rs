@@ -51,6 +51,24 @@ pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The PostgreSQL the SQL tests use (`SLUICE_TEST_PG` overrides).
+pub fn pg_url() -> String {
+    std::env::var("SLUICE_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Run SQL statements against the test PostgreSQL.
+pub fn pg_exec(sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pool = sqlx::PgPool::connect(&pg_url()).await.unwrap();
+        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+    });
+}
+
 /// Poll `cond` until it holds (true) or `timeout` passes (false).
 pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
