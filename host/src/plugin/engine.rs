@@ -227,10 +227,18 @@ fn spawn_ticker(engine: &Engine, tick: Duration) {
     let spawned = std::thread::Builder::new()
         .name("sluice-epoch".into())
         .spawn(move || {
+            // Count ticks by the clock, not by sleeps: when this thread is
+            // scheduled late (a busy machine), it catches up, so deadlines
+            // stay close to wall-clock time.
+            let mut next = Instant::now() + tick;
             while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
+                let now = Instant::now();
+                while next <= now {
+                    engine.increment_epoch();
+                    next += tick;
+                }
                 drop(engine);
-                std::thread::sleep(tick);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
             }
         });
     if let Err(e) = spawned {
