@@ -226,3 +226,29 @@ path = "{}"
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn check_names_a_missing_environment_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[pipeline]]
+name = "p"
+source = { brokers = "${SLUICE_TEST_SURELY_UNSET_BROKERS}", topics = ["in"], group_id = "g" }
+routes.default = { topic = "out" }
+dead_letter = { topic = "dlq" }
+"#,
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["check", file.to_str().unwrap()])
+        .env_remove("SLUICE_TEST_SURELY_UNSET_BROKERS")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("SLUICE_TEST_SURELY_UNSET_BROKERS") && err.contains("line 4"), "{err}");
+}
+
