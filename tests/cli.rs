@@ -249,6 +249,8 @@ dead_letter = { topic = "dlq" }
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("SLUICE_TEST_SURELY_UNSET_BROKERS") && err.contains("line 4"), "{err}");
+    assert!(
+        err.contains("SLUICE_TEST_SURELY_UNSET_BROKERS") && err.contains("line 4"),
+        "{err}"
+    );
 }
-
