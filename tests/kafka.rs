@@ -531,3 +531,85 @@ fn tally_keys(got: &[Got], want: impl Iterator<Item = String>) -> (usize, usize)
     );
     (have.len(), got.len() - have.len())
 }
+
+#[test]
+fn fatal_produce_error_stops_the_pipeline_without_committing_past_it() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let t = topics(b, 1);
+    let group = random_name("group");
+    let write = |producer: &str| {
+        let file = dir.path().join(format!("{}.toml", random_name("p")));
+        std::fs::write(
+            &file,
+            format!(
+                r#"
+[[pipeline]]
+name = "fatal"
+source = {{ brokers = "{brokers}", topics = ["{input}"], group_id = "{group}", session_timeout = "3s", commit_interval = "100ms" }}
+routes.default = {{ topic = "{output}" }}
+dead_letter = {{ topic = "{dlq}" }}
+{producer}
+[[pipeline.plugin]]
+path = "{plugin}"
+"#,
+                brokers = b.addr,
+                input = t.input,
+                output = t.output,
+                dlq = t.dlq,
+                plugin = common::plugin("passthrough").display(),
+            ),
+        )
+        .unwrap();
+        file
+    };
+    b.produce(&t.input, &records(5));
+    // Deliveries to a broker that is not there time out: a fatal error.
+    let dead = write(
+        r#"producer = { brokers = "127.0.0.1:1", properties = { "message.timeout.ms" = "2000" } }"#,
+    );
+    let mut s = Sluice::run(&dead, &dir.path().join("log-dead"));
+    let exited = common::poll_until(Duration::from_secs(60), || {
+        s.child.try_wait().unwrap().is_some()
+    });
+    assert!(
+        exited,
+        "the pipeline kept running after a fatal produce error"
+    );
+    let status = s.child.wait().unwrap();
+    assert!(!status.success());
+    assert!(
+        s.log_text().contains("fatal produce error"),
+        "{}",
+        s.log_text()
+    );
+
+    // Nothing was committed past the failed records.
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &b.addr)
+        .set("group.id", &group)
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(&t.input, 0);
+    let committed = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    let offset = committed.elements()[0].offset();
+    assert!(
+        !matches!(offset, rdkafka::Offset::Offset(o) if o > 0),
+        "committed {offset:?} past records that were never delivered"
+    );
+    drop(c);
+
+    // With a working producer the same group delivers every record.
+    let mut s = Sluice::run(&write(""), &dir.path().join("log-good"));
+    let out = collect(
+        &b.consumer(&t.output),
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        |g| g.len() >= 5,
+    );
+    let (distinct, _) = tally(&out, 5);
+    assert_eq!(distinct, 5);
+    assert!(s.terminate(), "{}", s.log_text());
+}
