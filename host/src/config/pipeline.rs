@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -319,15 +319,6 @@ fn validate(file: &File) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Resolve `path` against the directory of the pipeline file.
-pub fn resolve(base: &Path, path: &Path) -> PathBuf {
-    if path.is_relative() {
-        base.join(path)
-    } else {
-        path.to_owned()
-    }
 }
 
 #[cfg(test)]

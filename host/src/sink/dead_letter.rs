@@ -78,23 +78,12 @@ impl DeadLetterWriter {
         payload: &[u8],
         failure: &Failure,
     ) -> Result<rdkafka::producer::DeliveryFuture, rdkafka::error::KafkaError> {
-        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-        use rdkafka::producer::FutureRecord;
-        let mut rec = FutureRecord::to(&self.topic)
+        let mut rec = rdkafka::producer::FutureRecord::to(&self.topic)
             .payload(payload)
             .headers(headers(record, failure));
         if let Some(k) = key {
             rec = rec.key(k);
         }
-        loop {
-            match self.producer.send_result(rec) {
-                Ok(f) => return Ok(f),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    rec = r;
-                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
+        super::kafka::enqueue(&self.producer, rec).await
     }
 }

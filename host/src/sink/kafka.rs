@@ -149,17 +149,7 @@ impl Producers {
             }
         }
         route.out.increment(1);
-        let producer = &self.producers[route.producer];
-        loop {
-            match producer.send_result(rec) {
-                Ok(f) => return Ok(f),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    rec = r;
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
+        enqueue(&self.producers[route.producer], rec).await
     }
 
     /// Wait for every enqueued write (shutdown).
@@ -168,6 +158,24 @@ impl Producers {
             p.flush(timeout).context("flushing producer")?;
         }
         Ok(())
+    }
+}
+
+/// Hand `rec` to librdkafka, waiting while its local queue is full. An
+/// error is permanent for this record (the broker would never take it).
+pub async fn enqueue(
+    producer: &FutureProducer,
+    mut rec: FutureRecord<'_, [u8], [u8]>,
+) -> Result<DeliveryFuture, KafkaError> {
+    loop {
+        match producer.send_result(rec) {
+            Ok(f) => return Ok(f),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                rec = r;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err((e, _)) => return Err(e),
+        }
     }
 }
 

@@ -79,10 +79,6 @@ impl Trackers {
             t.revoke();
         }
     }
-
-    pub fn in_flight(&self) -> usize {
-        self.lock().values().map(|t| t.in_flight()).sum()
-    }
 }
 
 /// Longest a revoke waits for the revoked partitions' records to leave the

@@ -36,7 +36,6 @@ pub struct PartitionTracker {
 struct State {
     /// Offsets read but not yet released, in read order, with a done flag.
     pending: VecDeque<(i64, bool)>,
-    revoked: bool,
 }
 
 impl PartitionTracker {
@@ -89,14 +88,13 @@ impl PartitionTracker {
             last = Some(o);
             s.pending.pop_front();
         }
-        if s.revoked { None } else { last }
+        if self.is_revoked() { None } else { last }
     }
 
     /// The partition was taken away: never report an offset again.
     pub fn revoke(&self) {
         self.revoked.store(true, Ordering::Release);
         let mut s = self.lock();
-        s.revoked = true;
         s.pending.clear();
         self.permits.close();
     }
