@@ -1,0 +1,435 @@
+"""calorie-alert in Python: flags recipes whose calories exceed a threshold.
+
+Behaves exactly like the Rust `plugins/calorie-alert` (the reference), and is
+checked against the same vectors (`tests/vectors/calorie-alert.json`):
+
+- `calories > threshold` emits one output on the default route with the
+  input's key and `{"name":…,"calories":…,"threshold":…,"url":…}`, written
+  the way serde_json writes it (compact, object keys sorted, numbers echoed
+  as serde_json holds them); otherwise nothing.
+- Bad JSON, a non-object, missing/null or non-number calories are `invalid`
+  errors with the reference's messages.
+- Parameter `threshold` (default 500, a non-negative number); anything else
+  fails `init`, naming the parameter.
+
+JSON is parsed by hand rather than with the `json` module because serde_json
+and `json` disagree on what is valid (NaN, lone surrogates, depth) and on
+how numbers round-trip.
+"""
+
+import math
+
+import wit_world
+from componentize_py_types import Err
+from wit_world.imports import types
+
+DEFAULT_THRESHOLD = 500.0
+U64_MAX = (1 << 64) - 1
+
+
+class BadJson(Exception):
+    """The value is not JSON serde_json would accept."""
+
+
+class Num:
+    """A JSON number as serde_json holds it: u64, i64 or f64."""
+
+    __slots__ = ("text", "value")
+
+    def __init__(self, text, value):
+        self.text = text  # canonical output text
+        self.value = value  # as f64, for comparisons
+
+
+# ---- serde_json-compatible parsing ------------------------------------------
+
+WS = " \t\n\r"
+ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+class Parser:
+    def __init__(self, text):
+        self.s = text
+        self.i = 0
+        self.depth = 128  # serde_json's recursion limit
+
+    def ws(self):
+        s, i = self.s, self.i
+        while i < len(s) and s[i] in WS:
+            i += 1
+        self.i = i
+
+    def peek(self):
+        return self.s[self.i] if self.i < len(self.s) else ""
+
+    def value(self):
+        self.ws()
+        c = self.peek()
+        if c == "":
+            raise BadJson("EOF while parsing a value")
+        if c == "{":
+            return self.obj()
+        if c == "[":
+            return self.arr()
+        if c == '"':
+            return self.string()
+        if c == "-" or c.isdigit() and c.isascii():
+            return self.number()
+        for word, v in (("true", True), ("false", False), ("null", None)):
+            if self.s.startswith(word, self.i):
+                self.i += len(word)
+                return v
+        raise BadJson("expected value")
+
+    def enter(self):
+        self.depth -= 1
+        if self.depth == 0:
+            raise BadJson("recursion limit exceeded")
+
+    def obj(self):
+        self.enter()
+        self.i += 1
+        out = {}
+        self.ws()
+        if self.peek() == "}":
+            self.i += 1
+            self.depth += 1
+            return out
+        while True:
+            self.ws()
+            if self.peek() != '"':
+                raise BadJson("key must be a string")
+            k = self.string()
+            self.ws()
+            if self.peek() != ":":
+                raise BadJson("expected `:`")
+            self.i += 1
+            out[k] = self.value()  # a repeated key: the last one wins
+            self.ws()
+            c = self.peek()
+            self.i += 1
+            if c == "}":
+                self.depth += 1
+                return out
+            if c != ",":
+                raise BadJson("expected `,` or `}`")
+
+    def arr(self):
+        self.enter()
+        self.i += 1
+        out = []
+        self.ws()
+        if self.peek() == "]":
+            self.i += 1
+            self.depth += 1
+            return out
+        while True:
+            out.append(self.value())
+            self.ws()
+            c = self.peek()
+            self.i += 1
+            if c == "]":
+                self.depth += 1
+                return out
+            if c != ",":
+                raise BadJson("expected `,` or `]`")
+
+    def hex4(self):
+        h = self.s[self.i : self.i + 4]
+        if len(h) < 4 or any(c not in "0123456789abcdefABCDEF" for c in h):
+            raise BadJson("invalid escape")
+        self.i += 4
+        return int(h, 16)
+
+    def string(self):
+        self.i += 1
+        s, parts = self.s, []
+        while True:
+            if self.i >= len(s):
+                raise BadJson("EOF while parsing a string")
+            c = s[self.i]
+            self.i += 1
+            if c == '"':
+                return "".join(parts)
+            if c == "\\":
+                e = s[self.i : self.i + 1]
+                self.i += 1
+                if e in ESCAPES:
+                    parts.append(ESCAPES[e])
+                elif e == "u":
+                    u = self.hex4()
+                    if 0xDC00 <= u <= 0xDFFF:
+                        raise BadJson("lone leading surrogate in hex escape")
+                    if 0xD800 <= u <= 0xDBFF:
+                        if s[self.i : self.i + 2] != "\\u":
+                            raise BadJson("unexpected end of hex escape")
+                        self.i += 2
+                        lo = self.hex4()
+                        if not 0xDC00 <= lo <= 0xDFFF:
+                            raise BadJson("lone leading surrogate in hex escape")
+                        u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00)
+                    parts.append(chr(u))
+                else:
+                    raise BadJson("invalid escape")
+            elif c < " ":
+                raise BadJson("control character (\\u0000-\\u001F) found while parsing a string")
+            else:
+                parts.append(c)
+
+    def number(self):
+        s, start = self.s, self.i
+        i = start
+        if s[i] == "-":
+            i += 1
+        if i < len(s) and s[i] == "0":
+            i += 1
+        elif i < len(s) and "1" <= s[i] <= "9":
+            while i < len(s) and "0" <= s[i] <= "9":
+                i += 1
+        else:
+            raise BadJson("invalid number")
+        integer = True
+        if i < len(s) and s[i] == ".":
+            integer = False
+            i += 1
+            d = i
+            while i < len(s) and "0" <= s[i] <= "9":
+                i += 1
+            if i == d:
+                raise BadJson("invalid number")
+        if i < len(s) and s[i] in "eE":
+            integer = False
+            i += 1
+            if i < len(s) and s[i] in "+-":
+                i += 1
+            d = i
+            while i < len(s) and "0" <= s[i] <= "9":
+                i += 1
+            if i == d:
+                raise BadJson("invalid number")
+        # serde_json rejects a digit straight after a leading zero.
+        if i < len(s) and s[i].isascii() and s[i].isdigit():
+            raise BadJson("invalid number")
+        self.i = i
+        text = s[start:i]
+        if integer:
+            n = int(text)
+            if 0 <= n <= U64_MAX and text[0] != "-":
+                return Num(str(n), float(n))
+            if -(1 << 63) <= n < 0:
+                return Num(str(n), float(n))
+        f = float(text)
+        if math.isinf(f):
+            raise BadJson("number out of range")
+        return Num(fmt_f64(f), f)
+
+
+def parse(value: bytes):
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadJson("invalid unicode code point")
+    p = Parser(text)
+    v = p.value()
+    p.ws()
+    if p.i != len(text):
+        raise BadJson("trailing characters")
+    return v
+
+
+# ---- serde_json-compatible writing ------------------------------------------
+
+
+def fmt_f64(x: float) -> str:
+    """Formats a finite f64 the way serde_json (ryu) does."""
+    if x == 0:
+        return "-0.0" if math.copysign(1.0, x) < 0 else "0.0"
+    sign = "-" if x < 0 else ""
+    mant, _, exp = repr(abs(x)).partition("e")  # repr is the shortest round trip
+    ip, _, fp = mant.partition(".")
+    digits = (ip + fp).lstrip("0")
+    k = (int(exp) if exp else 0) - len(fp)
+    while digits.endswith("0"):
+        digits = digits[:-1]
+        k += 1
+    return sign + layout(digits, k)
+
+
+def layout(digits: str, k: int) -> str:
+    """ryu's layout of `digits` × 10^k."""
+    n = len(digits)
+    kk = n + k
+    if 0 <= k and kk <= 16:
+        return digits + "0" * k + ".0"
+    if 0 < kk <= 16:
+        return digits[:kk] + "." + digits[kk:]
+    if -5 < kk <= 0:
+        return "0." + "0" * -kk + digits
+    if n == 1:
+        return f"{digits}e{kk - 1}"
+    return f"{digits[0]}.{digits[1:]}e{kk - 1}"
+
+
+def write_str(s: str) -> str:
+    out = ['"']
+    for c in s:
+        if c == '"':
+            out.append('\\"')
+        elif c == "\\":
+            out.append("\\\\")
+        elif c < " ":
+            short = {"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c)
+            out.append(short or "\\u%04x" % ord(c))
+        else:
+            out.append(c)
+    out.append('"')
+    return "".join(out)
+
+
+def write(v) -> str:
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, Num):
+        return v.text
+    if isinstance(v, str):
+        return write_str(v)
+    if isinstance(v, list):
+        return "[" + ",".join(write(x) for x in v) + "]"
+    # serde_json's map is a BTreeMap: keys in code point order.
+    return "{" + ",".join(write_str(k) + ":" + write(v[k]) for k in sorted(v)) + "}"
+
+
+def kind_of(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, Num):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "an array"
+    return "an object"
+
+
+# ---- the plugin --------------------------------------------------------------
+
+
+def write_threshold(t: float) -> str:
+    if t == int(t) and abs(t) < 9.0e15:
+        return str(int(t))
+    return fmt_f64(t)
+
+
+# Rust's `char::is_whitespace`, which `str::trim` uses.
+RUST_WS = set("\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | {
+    chr(c) for c in range(0x2000, 0x200B)
+}
+
+
+def rust_trim(s: str) -> str:
+    a, b = 0, len(s)
+    while a < b and s[a] in RUST_WS:
+        a += 1
+    while b > a and s[b - 1] in RUST_WS:
+        b -= 1
+    return s[a:b]
+
+
+def rust_debug(s: str) -> str:
+    """Rust's `{:?}` of a string, for ASCII and common text."""
+    out = ['"']
+    for c in s:
+        o = ord(c)
+        if c in "\"\\":
+            out.append("\\" + c)
+        elif c in "\t\r\n":
+            out.append({"\t": "\\t", "\r": "\\r", "\n": "\\n"}[c])
+        elif o == 0:
+            out.append("\\0")
+        elif o < 0x20 or 0x7F <= o <= 0x9F:
+            out.append("\\u{%x}" % o)
+        else:
+            out.append(c)
+    out.append('"')
+    return "".join(out)
+
+
+def parse_threshold(value: str):
+    """Rust's `str::parse::<f64>` for finite decimal text, else None."""
+    s = rust_trim(value)
+    body = s[1:] if s[:1] in ("+", "-") else s
+    mant, e, exp = body.partition("e") if "e" in body else body.partition("E")
+    ip, _, fp = mant.partition(".")
+    ok = (ip + fp) != "" and (ip + fp).isascii() and (ip + fp).isdigit()
+    if e:
+        x = exp[1:] if exp[:1] in ("+", "-") else exp
+        ok = ok and x != "" and x.isascii() and x.isdigit()
+    if not ok:
+        return None
+    t = float(s)
+    if math.isfinite(t) and t >= 0.0:
+        return t
+    return None
+
+
+def parse_params(params):
+    threshold = DEFAULT_THRESHOLD
+    for key, value in params:
+        if key == "threshold":
+            t = parse_threshold(value)
+            if t is None:
+                raise Err(
+                    "calorie-alert: parameter `threshold` must be a non-negative number, got "
+                    + rust_debug(value)
+                )
+            threshold = t
+        else:
+            raise Err(f"calorie-alert: unknown parameter `{key}` (known parameters: threshold)")
+    return threshold
+
+
+def check_recipe(value: bytes, threshold: float):
+    """The alert's bytes, None when under the threshold; raises ValueError."""
+    try:
+        recipe = parse(value)
+    except BadJson as e:
+        raise ValueError(f"value is not valid JSON: {e}")
+    if not isinstance(recipe, dict):
+        raise ValueError(f"recipe JSON must be an object, got {kind_of(recipe)}")
+    calories = recipe.get("calories")
+    if calories is None:
+        raise ValueError("recipe has no calories")
+    if not isinstance(calories, Num):
+        raise ValueError(f"`calories` must be a number, got {kind_of(calories)}")
+    if calories.value <= threshold:
+        return None
+    return (
+        '{"name":' + write(recipe.get("name"))
+        + ',"calories":' + calories.text
+        + ',"threshold":' + write_threshold(threshold)
+        + ',"url":' + write(recipe.get("url")) + "}"
+    ).encode("utf-8")
+
+
+_threshold = DEFAULT_THRESHOLD
+
+
+class WitWorld(wit_world.WitWorld):
+    def init(self, params):
+        global _threshold
+        _threshold = parse_params(params)
+
+    def process(self, rec):
+        try:
+            alert = check_recipe(rec.value, _threshold)
+        except ValueError as e:
+            raise Err(types.ProcessError(kind=types.ErrorKind.INVALID, message=str(e)))
+        if alert is None:
+            return []
+        return [types.Output(route=None, key=rec.key, value=alert, headers=[])]
