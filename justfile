@@ -7,13 +7,17 @@ export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME"
 plugin_target := env_var_or_default("SLUICE_PLUGIN_TARGET", env_var("HOME") + "/.cache/sluice/plugins-target")
 export SLUICE_TANSU := env_var_or_default("SLUICE_TANSU", env_var("HOME") + "/.cache/sluice/bin/tansu")
 
-plugin_crates := "recipe-parser calorie-alert page-parser passthrough busy-loop alloc-bomb panic big-output http-fetch"
+plugin_crates := "recipe-parser calorie-alert page-parser passthrough busy-loop alloc-bomb panic big-output http-fetch init-trap"
 
 default:
     @just --list
 
-# Build every plugin and test fixture into dist/plugins/<name>.wasm
-plugins:
+# Install the component toolchains (Python, JS, C, Zig) at pinned versions into ~/.cache/sluice/toolchains
+toolchains:
+    bash .ci/install-toolchains
+
+# Build every plugin and test fixture into dist/plugins/<name>.wasm, in every language
+plugins: toolchains
     #!/usr/bin/env bash
     set -euo pipefail
     rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
@@ -23,6 +27,11 @@ plugins:
     for c in {{plugin_crates}}; do
         cp "{{plugin_target}}/wasm32-wasip2/plugin/${c//-/_}.wasm" "dist/plugins/$c.wasm"
     done
+    bash plugins/build-polyglot.sh dist/plugins
+    # The hot-swap tests' second build of calorie-alert (default threshold
+    # 300), in its own target dir so the two builds don't rebuild each other.
+    CARGO_TARGET_DIR="{{plugin_target}}-variant" cargo build --profile plugin --target wasm32-wasip2 -p calorie-alert --features default-threshold-300
+    cp "{{plugin_target}}-variant/wasm32-wasip2/plugin/calorie_alert.wasm" dist/plugins/calorie-alert-300.wasm
     ls -la dist/plugins
 
 # Install the tansu broker (Kafka-compatible) into ~/.cache/sluice/bin

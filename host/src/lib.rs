@@ -26,3 +26,4 @@ pub mod pipeline;
 pub mod plugin;
 pub mod sink;
 pub mod source;
+pub mod swap;

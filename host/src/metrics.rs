@@ -1,5 +1,6 @@
 //! Every metric sluice exports, defined once, and the HTTP endpoint that
-//! serves them (`/metrics` in Prometheus text format, `/healthz`).
+//! serves them (`/metrics` in Prometheus text format, `/healthz`, and the
+//! admin routes of [`crate::swap::admin`]).
 //!
 //! Promise: per-record paths touch only pre-registered handles, so recording
 //! a metric never allocates or looks up a label set.
@@ -19,6 +20,7 @@ pub const PLUGIN_CALL_SECONDS: &str = "sluice_plugin_call_seconds";
 pub const PLUGIN_TRAPS: &str = "sluice_plugin_traps_total";
 pub const CONSUMER_LAG: &str = "sluice_consumer_lag";
 pub const OFFSETS_STORED: &str = "sluice_offsets_stored_total";
+pub const PLUGIN_RELOADS: &str = "sluice_plugin_reloads_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -44,10 +46,18 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     Ok(handle)
 }
 
-/// Serve `/metrics` and `/healthz` until `shutdown` resolves.
+/// Counter of plugin reloads of one plugin, by result: `ok`, `rejected`
+/// or `rollback`. Reloads are rare, so this looks the counter up.
+pub fn plugin_reloads(pipeline: &str, plugin: &str, result: &'static str) -> Counter {
+    metrics::counter!(PLUGIN_RELOADS, "pipeline" => pipeline.to_owned(), "plugin" => plugin.to_owned(), "result" => result)
+}
+
+/// Serve `/metrics`, `/healthz` and the `admin` routes until `shutdown`
+/// resolves.
 pub async fn serve(
     addr: SocketAddr,
     handle: PrometheusHandle,
+    admin: Option<axum::Router>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     use axum::routing::get;
@@ -59,7 +69,8 @@ pub async fn serve(
                 async move { h.render() }
             }),
         )
-        .route("/healthz", get(|| async { "ok\n" }));
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(admin.unwrap_or_default());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics endpoint listening");
     axum::serve(listener, app)

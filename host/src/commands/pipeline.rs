@@ -42,11 +42,13 @@ pub fn run(runtime: Runtime, path: &Path) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        crate::pipeline::run(runtime, file, shutdown_signal())
+        crate::pipeline::run(runtime, file, Some(path.to_owned()), shutdown_signal())
             .await
             .map_err(|e| {
                 if e.chain().any(|c| {
-                    c.is::<crate::plugin::LoadError>() || c.is::<crate::plugin::InitError>()
+                    c.is::<crate::plugin::LoadError>()
+                        || c.is::<crate::plugin::InitError>()
+                        || c.is::<crate::swap::SmokeFailed>()
                 }) {
                     usage(e)
                 } else {

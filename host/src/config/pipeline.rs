@@ -33,6 +33,32 @@ pub struct File {
     /// Queries whose rows are published to topics (seed 000's producer).
     #[serde(rename = "sql_source", default)]
     pub sql_sources: Vec<crate::source::sql::SqlSourceConfig>,
+    /// Hot swap: whether plugin files and this file are watched.
+    #[serde(default)]
+    pub reload: ReloadConfig,
+}
+
+/// How `sluice run` notices new plugin versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// Watch every plugin file and the pipeline file, and swap in new
+    /// versions as they appear. Without it, only `POST /plugins/.../reload`
+    /// swaps.
+    pub watch: bool,
+    /// How long a changed file must stay unchanged (size and modification
+    /// time) before it is read, so a half-written file is never loaded.
+    #[serde(with = "humantime_serde")]
+    pub settle: Duration,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        ReloadConfig {
+            watch: true,
+            settle: Duration::from_millis(200),
+        }
+    }
 }
 
 /// The observability endpoint.
@@ -67,6 +93,17 @@ pub struct Pipeline {
     /// The database that table routes write to.
     #[serde(default)]
     pub sql: Option<SqlConfig>,
+    /// Header naming the plugin versions that made each output and
+    /// dead-letter record: `name@sha256`, comma-separated along the chain.
+    #[serde(default = "default_version_header")]
+    pub version_header: String,
+}
+
+/// The default name of the provenance header.
+pub const DEFAULT_VERSION_HEADER: &str = "sluice.plugin.version";
+
+fn default_version_header() -> String {
+    DEFAULT_VERSION_HEADER.to_owned()
 }
 
 /// Where one route's outputs go: exactly one of `topic`, `table` or
@@ -241,13 +278,31 @@ fn validate(file: &File) -> anyhow::Result<()> {
             "{} must be at least 1",
             at("source.max_in_flight")
         );
+        let mut plugin_names = std::collections::HashSet::new();
         for (i, plugin) in p.plugins.iter().enumerate() {
             anyhow::ensure!(
                 plugin.workers > 0,
                 "{} must be at least 1",
                 at(&format!("plugin[{i}].workers"))
             );
+            anyhow::ensure!(
+                plugin_names.insert(plugin.display_name()),
+                "{}: the name `{}` is used by an earlier plugin of this pipeline; \
+                 give one of them `name = \"...\"`",
+                at(&format!("plugin[{i}]")),
+                plugin.display_name()
+            );
+            for (j, smoke) in plugin.smoke.iter().enumerate() {
+                smoke
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("{} {e}", at(&format!("plugin[{i}].smoke[{j}]"))))?;
+            }
         }
+        anyhow::ensure!(
+            !p.version_header.is_empty(),
+            "{} is empty",
+            at("version_header")
+        );
         anyhow::ensure!(
             p.routes.contains_key(DEFAULT_ROUTE),
             "{} is missing; every pipeline needs a `default` route",
@@ -378,6 +433,48 @@ deadline = "50ms"
             err.contains("routes.default") && err.contains("both"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn hot_swap_settings_parse_and_default() {
+        let f = parse(MINIMAL, Path::new("."), no_env).unwrap();
+        assert_eq!(f.reload, ReloadConfig::default());
+        assert!(f.reload.watch);
+        assert_eq!(f.pipelines[0].version_header, DEFAULT_VERSION_HEADER);
+        let text = format!(
+            "reload = {{ watch = false, settle = \"1s\" }}\n{}",
+            MINIMAL.replace(
+                "deadline = \"50ms\"",
+                "deadline = \"50ms\"\nsmoke = [{ value = \"x\", expect = [] }, { value = \"y\", expect_error = \"invalid\" }]",
+            )
+        );
+        let f = parse(&text, Path::new("."), no_env).unwrap();
+        assert!(!f.reload.watch);
+        assert_eq!(f.reload.settle, Duration::from_secs(1));
+        assert_eq!(f.pipelines[0].plugins[0].smoke.len(), 2);
+    }
+
+    #[test]
+    fn a_smoke_record_needs_one_expectation() {
+        for (smoke, want) in [
+            ("{ value = \"x\" }", "exactly one of"),
+            ("{ value = \"x\", expect = [], expect_error = \"invalid\" }", "exactly one of"),
+            ("{ value = \"x\", expect_error = \"boom\" }", "\"boom\""),
+        ] {
+            let text = MINIMAL.replace(
+                "deadline = \"50ms\"",
+                &format!("deadline = \"50ms\"\nsmoke = [{smoke}]"),
+            );
+            let err = format!("{:#}", parse(&text, Path::new("."), no_env).unwrap_err());
+            assert!(err.contains("plugin[0].smoke[0]") && err.contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn plugin_names_are_unique_in_a_pipeline() {
+        let text = format!("{MINIMAL}\n[[pipeline.plugin]]\npath = \"x.wasm\"\n");
+        let err = format!("{:#}", parse(&text, Path::new("."), no_env).unwrap_err());
+        assert!(err.contains("plugin[1]") && err.contains("`x`"), "{err}");
     }
 
     #[test]

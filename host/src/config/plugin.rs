@@ -1,4 +1,5 @@
-//! One entry of a pipeline's plugin chain.
+//! One entry of a pipeline's plugin chain, and the smoke records a new
+//! version of it must pass before it runs.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use crate::plugin::Limits;
 
 /// A plugin in the chain. Outputs on its default route feed the next plugin;
 /// outputs on a named route leave the chain for that route's sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// Name used in logs, metrics and dead-letter headers. Defaults to the
@@ -33,6 +34,42 @@ pub struct PluginConfig {
     /// this table every fetch is denied.
     #[serde(default)]
     pub http: Option<HttpConfig>,
+    /// Records every version of the plugin must handle as expected: at
+    /// startup and before a new version is swapped in.
+    #[serde(default)]
+    pub smoke: Vec<SmokeRecord>,
+}
+
+/// A record with its expected result, run through a plugin version before
+/// it may process real records.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmokeRecord {
+    /// The record's key.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The record's value.
+    pub value: String,
+    /// The values of the outputs, in order (`[]`: the record is filtered
+    /// out). Values that are JSON are compared as JSON.
+    #[serde(default)]
+    pub expect: Option<Vec<String>>,
+    /// The error kind expected instead of outputs: `invalid` or `transient`.
+    #[serde(default)]
+    pub expect_error: Option<String>,
+}
+
+impl SmokeRecord {
+    /// Check that the record states exactly one expectation.
+    pub fn validate(&self) -> Result<(), String> {
+        match (&self.expect, self.expect_error.as_deref()) {
+            (Some(_), None) | (None, Some("invalid" | "transient")) => Ok(()),
+            (None, Some(other)) => Err(format!(
+                "`expect_error` must be \"invalid\" or \"transient\", got {other:?}"
+            )),
+            _ => Err("needs exactly one of `expect` and `expect_error`".into()),
+        }
+    }
 }
 
 fn default_workers() -> usize {
@@ -40,7 +77,7 @@ fn default_workers() -> usize {
 }
 
 /// A parameter value; numbers and booleans are passed to `init` as text.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum ParamValue {
     String(String),

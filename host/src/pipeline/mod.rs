@@ -12,6 +12,7 @@
 pub mod stage;
 pub mod work;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -27,7 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::pipeline::{File, Pipeline};
 use crate::metrics::PipelineMetrics;
-use crate::plugin::{Header, Input, Instance, Plugin, Runtime};
+use crate::plugin::{Header, Input, Instance, Runtime};
+use crate::swap::{PluginSlot, Reloader, Version};
 use crate::sink::router::Router;
 use crate::sink::sql::SqlSink;
 use crate::source::kafka::{SourceConsumer, SourceContext, Trackers};
@@ -39,26 +41,19 @@ const STAGE_QUEUE: usize = 256;
 /// How long shutdown waits for outstanding deliveries.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Load every plugin a file names and start one instance of each (so a bad
-/// plugin or a rejected config fails here, before anything is consumed).
-/// Returns the plugins per pipeline, in chain order.
-pub fn load_plugins(runtime: &Runtime, file: &File) -> anyhow::Result<Vec<Vec<Arc<Plugin>>>> {
+/// Load every plugin a file names, start one instance of each and run its
+/// smoke records (so a bad plugin, a rejected config or a failed smoke
+/// record fails here, before anything is consumed). Returns each
+/// pipeline's plugin slots, in chain order.
+pub fn load_plugins(runtime: &Runtime, file: &File) -> anyhow::Result<Vec<Vec<Arc<PluginSlot>>>> {
     let mut all = Vec::new();
     for p in &file.pipelines {
         let mut chain = Vec::new();
         for (i, pc) in p.plugins.iter().enumerate() {
             let at = || format!("pipeline `{}`: plugin[{i}] ({})", p.name, pc.display_name());
-            let plugin = runtime
-                .load(&pc.path, &pc.display_name())
-                .with_context(at)?;
-            Instance::with_http(
-                plugin.clone(),
-                pc.init_params(),
-                pc.limits,
-                pc.http.as_ref(),
-            )
-            .with_context(at)?;
-            chain.push(plugin);
+            let plugin = crate::swap::admit_file(runtime, pc).with_context(at)?;
+            let version = Version::new(plugin, pc.clone(), 1);
+            chain.push(Arc::new(PluginSlot::new(&p.name, i, version)));
         }
         all.push(chain);
     }
@@ -66,25 +61,40 @@ pub fn load_plugins(runtime: &Runtime, file: &File) -> anyhow::Result<Vec<Vec<Ar
 }
 
 /// Run every pipeline of `file` until `shutdown` resolves or one fails.
+/// `path` is where `file` came from: it is watched for plugin changes
+/// (with `reload.watch`), and re-read on `POST /plugins/.../reload`.
 pub async fn run(
     runtime: Runtime,
     file: File,
+    path: Option<PathBuf>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let rt = runtime.clone();
     let file2 = file.clone();
     let plugins = tokio::task::spawn_blocking(move || load_plugins(&rt, &file2)).await??;
     let cancel = CancellationToken::new();
+    let reloader = Arc::new(Reloader::new(
+        runtime,
+        path,
+        plugins.iter().flatten().cloned().collect(),
+    ));
     let handle = crate::metrics::install().ok();
     let tracker = tokio_util::task::TaskTracker::new();
     if let (Some(m), Some(handle)) = (&file.metrics, handle) {
         let (addr, c) = (m.listen, cancel.clone());
+        let admin = crate::swap::admin::routes(reloader.clone());
         tracker.spawn(async move {
-            if let Err(e) = crate::metrics::serve(addr, handle, c).await {
+            if let Err(e) = crate::metrics::serve(addr, handle, Some(admin), c).await {
                 tracing::error!(error = %e, "metrics endpoint failed");
             }
         });
     }
+    let watcher = if file.reload.watch && !reloader.slots().is_empty() {
+        Some(crate::swap::watch::spawn(reloader.clone(), file.reload.settle, cancel.clone())
+            .context("cannot watch plugin files (set `reload.watch = false` to run without)")?)
+    } else {
+        None
+    };
     let mut pipelines = tokio::task::JoinSet::new();
     for src in file.sql_sources.clone() {
         let c = cancel.clone();
@@ -125,13 +135,16 @@ pub async fn run(
     cancel.cancel();
     tracker.close();
     tracker.wait().await;
+    if let Some(w) = watcher {
+        let _ = tokio::task::spawn_blocking(move || w.join()).await;
+    }
     result
 }
 
 /// Run one pipeline until `cancel` fires or a fatal error.
 pub async fn run_pipeline(
     p: Pipeline,
-    chain: Vec<Arc<Plugin>>,
+    chain: Vec<Arc<PluginSlot>>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = PipelineMetrics::new(&p.name);
@@ -154,23 +167,28 @@ pub async fn run_pipeline(
     let (sink_tx, sink_rx) = mpsc::channel::<Work>(STAGE_QUEUE);
     let mut next = Next::Sink(sink_tx.clone());
     let mut threads = Vec::new();
-    for (index, (pc, plugin)) in p.plugins.iter().zip(&chain).enumerate().rev() {
+    for (index, (pc, slot)) in p.plugins.iter().zip(&chain).enumerate().rev() {
         let mut txs = Vec::new();
         for w in 0..pc.workers {
             let (tx, rx) = mpsc::channel::<Work>(STAGE_QUEUE);
             txs.push(tx);
+            let version = slot.current();
+            let c = &version.config;
             let instance = Instance::with_http(
-                plugin.clone(),
-                pc.init_params(),
-                pc.limits,
-                pc.http.as_ref(),
+                version.plugin.clone(),
+                c.init_params(),
+                c.limits,
+                c.http.as_ref(),
             )?;
             let stage = Stage {
                 index,
                 last: index + 1 == chain.len(),
+                slot: slot.clone(),
+                version,
                 instance,
+                refused: None,
                 retry: p.retry,
-                metrics: metrics.plugin(plugin.name()),
+                metrics: metrics.plugin(&slot.name),
                 pipeline: metrics.clone(),
                 stopping: stopping.clone(),
             };
@@ -180,7 +198,7 @@ pub async fn run_pipeline(
             };
             threads.push(
                 std::thread::Builder::new()
-                    .name(format!("{}-{}-{w}", p.name, plugin.name()))
+                    .name(format!("{}-{}-{w}", p.name, slot.name))
                     .spawn(move || stage.run(rx, next))?,
             );
         }

@@ -6,6 +6,11 @@
 //! transient failure is retried with exponential backoff up to the retry
 //! limit; any other failure marks the record for the dead-letter topic and
 //! skips the remaining stages.
+//!
+//! Hot swap: a worker looks at its plugin slot before each record, never
+//! during one, and switches to a newly published version there. A record,
+//! retries included, is processed by one version only, and each partition
+//! switches once, between two of its offsets.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +22,7 @@ use super::work::{Failure, Work};
 use crate::config::pipeline::RetryConfig;
 use crate::metrics::{PipelineMetrics, PluginMetrics};
 use crate::plugin::{Input, Instance, Output, PluginError};
+use crate::swap::{PluginSlot, Version};
 
 /// Where a stage sends finished work.
 pub enum Next {
@@ -44,7 +50,12 @@ pub fn lane(partition: i32, n: usize) -> usize {
 pub struct Stage {
     pub index: usize,
     pub last: bool,
+    pub slot: Arc<PluginSlot>,
+    /// The version `instance` runs.
+    pub version: Arc<Version>,
     pub instance: Instance,
+    /// A published version this worker could not start; not retried.
+    pub refused: Option<Arc<Version>>,
     pub retry: RetryConfig,
     pub metrics: PluginMetrics,
     pub pipeline: PipelineMetrics,
@@ -61,12 +72,57 @@ impl Stage {
                 work.abandoned = true;
             }
             if work.failure.is_none() && !work.abandoned {
+                self.follow_slot();
+                work.versions.push(self.version.tag.clone());
                 self.process(&mut work);
             }
             if next.send(work).is_err() {
                 // The downstream side is gone: the pipeline is stopping and
                 // unsent work is simply not committed.
                 return;
+            }
+        }
+    }
+
+    /// Switch to the slot's running version if it changed. Called between
+    /// records only.
+    fn follow_slot(&mut self) {
+        let current = self.slot.load();
+        if Arc::ptr_eq(&current, &self.version)
+            || self.refused.as_ref().is_some_and(|r| Arc::ptr_eq(r, &current))
+        {
+            return;
+        }
+        let next = Arc::clone(&current);
+        drop(current);
+        let c = &next.config;
+        match Instance::with_http(
+            next.plugin.clone(),
+            c.init_params(),
+            c.limits,
+            c.http.as_ref(),
+        ) {
+            Ok(instance) => {
+                tracing::debug!(
+                    plugin = %self.slot.name,
+                    from = %crate::swap::short(self.version.sha256()),
+                    to = %crate::swap::short(next.sha256()),
+                    "worker switched version"
+                );
+                self.instance = instance;
+                self.version = next;
+                self.refused = None;
+            }
+            Err(e) => {
+                // Admission started this version once already; if it will
+                // not start here, keep going on the one that works.
+                tracing::error!(
+                    plugin = %self.slot.name,
+                    version = %crate::swap::short(next.sha256()),
+                    error = %e,
+                    "worker could not start the new version; staying on the old one"
+                );
+                self.refused = Some(next);
             }
         }
     }
@@ -122,6 +178,10 @@ impl Stage {
             self.metrics
                 .call_seconds
                 .record(started.elapsed().as_secs_f64());
+            self.version.calls.fetch_add(1, Ordering::Relaxed);
+            if result.is_err() {
+                self.version.errors.fetch_add(1, Ordering::Relaxed);
+            }
             match result {
                 Ok(mut outputs) => {
                     out.append(&mut outputs);

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use smallvec::SmallVec;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::plugin::{Input, Output, PluginError};
@@ -53,6 +54,9 @@ pub struct Work {
     /// Set when shutdown interrupted the record: it is neither produced nor
     /// finished, so its offset is never committed and it is read again.
     pub abandoned: bool,
+    /// `name@sha256` of each plugin version that processed the record, in
+    /// chain order: the provenance header of its outputs and dead letters.
+    pub versions: SmallVec<[Arc<str>; 2]>,
     pub tracker: Arc<PartitionTracker>,
     /// Held until the record finishes: bounds records in flight per partition.
     pub permit: OwnedSemaphorePermit,
@@ -70,8 +74,20 @@ impl Work {
             routed: Vec::new(),
             failure: None,
             abandoned: false,
+            versions: SmallVec::new(),
             tracker,
             permit,
+        }
+    }
+
+    /// The provenance header's value: the versions that processed the
+    /// record, comma-separated (`None` when no plugin did). Allocates only
+    /// for chains of two or more plugins.
+    pub fn provenance(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self.versions.as_slice() {
+            [] => None,
+            [one] => Some(std::borrow::Cow::Borrowed(one)),
+            many => Some(std::borrow::Cow::Owned(many.join(","))),
         }
     }
 

@@ -4,7 +4,8 @@
 //! Promise: a dead-letter record carries the original key, value and
 //! headers, plus `sluice.*` headers naming the source topic, partition and
 //! offset, the plugin and its content hash, the error kind and message, and
-//! the time it was dead-lettered.
+//! the time it was dead-lettered, and the provenance header naming the
+//! plugin versions that processed it.
 
 use rdkafka::message::{Header, OwnedHeaders};
 
@@ -20,9 +21,13 @@ pub const H_KIND: &str = "sluice.error.kind";
 pub const H_MESSAGE: &str = "sluice.error.message";
 pub const H_TIMESTAMP: &str = "sluice.dead_lettered_at";
 
+/// The provenance header: its name and, when plugins processed the record,
+/// their versions (see [`crate::pipeline::work::Work::provenance`]).
+pub type Provenance<'a> = Option<(&'a str, &'a str)>;
+
 /// Headers for the dead-letter copy of `record`.
-pub fn headers(record: &Input, failure: &Failure) -> OwnedHeaders {
-    let mut h = OwnedHeaders::new_with_capacity(record.headers.len() + 8);
+pub fn headers(record: &Input, failure: &Failure, provenance: Provenance<'_>) -> OwnedHeaders {
+    let mut h = OwnedHeaders::new_with_capacity(record.headers.len() + 9);
     for orig in &record.headers {
         h = h.insert(Header {
             key: &orig.name,
@@ -44,7 +49,7 @@ pub fn headers(record: &Input, failure: &Failure) -> OwnedHeaders {
         (H_MESSAGE, &failure.message),
         (H_TIMESTAMP, &now),
     ];
-    for (key, value) in fields {
+    for (key, value) in fields.into_iter().chain(provenance) {
         h = h.insert(Header {
             key,
             value: Some(value),
@@ -58,17 +63,24 @@ pub fn headers(record: &Input, failure: &Failure) -> OwnedHeaders {
 pub struct DeadLetterWriter {
     producer: rdkafka::producer::FutureProducer,
     topic: std::sync::Arc<str>,
+    version_header: std::sync::Arc<str>,
 }
 
 impl DeadLetterWriter {
-    pub fn new(producer: rdkafka::producer::FutureProducer, topic: &str) -> Self {
+    pub fn new(
+        producer: rdkafka::producer::FutureProducer,
+        topic: &str,
+        version_header: &str,
+    ) -> Self {
         DeadLetterWriter {
             producer,
             topic: topic.into(),
+            version_header: version_header.into(),
         }
     }
 
-    /// Enqueue a dead letter for `record` carrying `payload`, waiting while
+    /// Enqueue a dead letter for `record` carrying `payload` (and the
+    /// plugin `versions` that processed it), waiting while
     /// the producer's queue is full. The returned future resolves on the
     /// broker's acknowledgement.
     pub async fn send(
@@ -77,10 +89,12 @@ impl DeadLetterWriter {
         key: Option<&[u8]>,
         payload: &[u8],
         failure: &Failure,
+        versions: Option<&str>,
     ) -> Result<rdkafka::producer::DeliveryFuture, rdkafka::error::KafkaError> {
+        let provenance = versions.map(|v| (&*self.version_header, v));
         let mut rec = rdkafka::producer::FutureRecord::to(&self.topic)
             .payload(payload)
-            .headers(headers(record, failure));
+            .headers(headers(record, failure, provenance));
         if let Some(k) = key {
             rec = rec.key(k);
         }

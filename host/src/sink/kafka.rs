@@ -34,6 +34,8 @@ pub struct TopicRoute {
 pub struct Producers {
     producers: Vec<FutureProducer>,
     codecs: Vec<Option<Compression>>,
+    /// Name of the provenance header every output carries.
+    version_header: String,
 }
 
 impl Producers {
@@ -64,7 +66,11 @@ impl Producers {
                     .with_context(|| format!("pipeline `{}`: producer", p.name))?,
             );
         }
-        Ok(Producers { producers, codecs })
+        Ok(Producers {
+            producers,
+            codecs,
+            version_header: p.version_header.clone(),
+        })
     }
 
     /// The producer that carries dead letters.
@@ -110,15 +116,17 @@ impl Producers {
         })
     }
 
-    /// Enqueue `o` on `route`. Errors are permanent for this output (the
+    /// Enqueue `o` on `route`, with the provenance header when plugin
+    /// `versions` made it. Errors are permanent for this output (the
     /// broker would never take it, e.g. it is too large).
     pub async fn send(
         &self,
         route: &TopicRoute,
         o: &Output,
         source_partition: i32,
+        versions: Option<&str>,
     ) -> Result<DeliveryFuture, KafkaError> {
-        let mut h = OwnedHeaders::new_with_capacity(o.headers.len() + route.headers.len());
+        let mut h = OwnedHeaders::new_with_capacity(o.headers.len() + route.headers.len() + 1);
         for hd in &o.headers {
             h = h.insert(Header {
                 key: &hd.name,
@@ -128,6 +136,12 @@ impl Producers {
         for (k, v) in &route.headers {
             h = h.insert(Header {
                 key: k,
+                value: Some(v),
+            });
+        }
+        if let Some(v) = versions {
+            h = h.insert(Header {
+                key: &self.version_header,
                 value: Some(v),
             });
         }

@@ -51,7 +51,11 @@ impl Router {
         cancel: CancellationToken,
     ) -> anyhow::Result<(Self, Option<tokio::task::JoinHandle<anyhow::Result<()>>>)> {
         let producers = Producers::new(p)?;
-        let dead_letters = DeadLetterWriter::new(producers.primary().clone(), &p.dead_letter.topic);
+        let dead_letters = DeadLetterWriter::new(
+            producers.primary().clone(),
+            &p.dead_letter.topic,
+            &p.version_header,
+        );
         let (sql, task) = match &p.sql {
             Some(cfg) => {
                 let (s, t) = SqlSink::start(p, cfg, dead_letters.clone(), cancel).await?;
@@ -133,9 +137,10 @@ impl Router {
                 kind = f.kind, error = %f.message, "dead-lettering record"
             );
             let r = &work.record;
+            let provenance = work.provenance();
             match self
                 .dead_letters
-                .send(r, r.key.as_deref(), &r.value, f)
+                .send(r, r.key.as_deref(), &r.value, f, provenance.as_deref())
                 .await
             {
                 Ok(ack) => acks.push(ack),
@@ -191,18 +196,22 @@ impl Router {
         acks: &mut Vec<DeliveryFuture>,
         rows: &mut Vec<JobRow>,
     ) -> Result<(), rdkafka::error::KafkaError> {
+        let provenance = work.provenance();
+        let provenance = provenance.as_deref();
         for (i, o) in work.routed.iter().enumerate() {
             let route = o.route.as_deref().unwrap_or(DEFAULT_ROUTE);
             match &self.routes[route] {
-                Target::Topic(t) => {
-                    acks.push(self.producers.send(t, o, work.record.partition).await?)
-                }
+                Target::Topic(t) => acks.push(
+                    self.producers
+                        .send(t, o, work.record.partition, provenance)
+                        .await?,
+                ),
                 Target::DeadLetter => {
                     let f = Failure::host("routed", format!("plugin routed output to `{route}`"));
                     self.metrics.dead_lettered("routed").increment(1);
                     acks.push(
                         self.dead_letters
-                            .send(&work.record, o.key.as_deref(), &o.value, &f)
+                            .send(&work.record, o.key.as_deref(), &o.value, &f, provenance)
                             .await?,
                     );
                 }
@@ -221,7 +230,13 @@ impl Router {
                             self.metrics.dead_lettered("sql").increment(1);
                             acks.push(
                                 self.dead_letters
-                                    .send(&work.record, o.key.as_deref(), &o.value, &f)
+                                    .send(
+                                        &work.record,
+                                        o.key.as_deref(),
+                                        &o.value,
+                                        &f,
+                                        provenance,
+                                    )
                                     .await?,
                             );
                         }

@@ -32,7 +32,12 @@ use crate::bindings::{Guest, Input, Output, ProcessError};
 use crate::bindings::sluice::plugin::types::ErrorKind;
 
 /// The threshold used when the `threshold` parameter is not given.
+#[cfg(not(feature = "default-threshold-300"))]
 pub const DEFAULT_THRESHOLD: f64 = 500.0;
+/// The threshold used when the `threshold` parameter is not given (the
+/// hot-swap tests' variant build).
+#[cfg(feature = "default-threshold-300")]
+pub const DEFAULT_THRESHOLD: f64 = 300.0;
 
 /// The plugin's parsed parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]

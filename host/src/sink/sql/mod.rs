@@ -301,7 +301,13 @@ impl Batcher {
             );
             acks.push(
                 self.dead_letters
-                    .send(&job.work.record, output.key.as_deref(), &output.value, &f)
+                    .send(
+                        &job.work.record,
+                        output.key.as_deref(),
+                        &output.value,
+                        &f,
+                        job.work.provenance().as_deref(),
+                    )
                     .await?,
             );
         }
