@@ -184,9 +184,11 @@ fn swap_under_load_loses_nothing_repeats_nothing_and_switches_once_per_partition
         plugin_info(s.admin)["calls"].as_u64().unwrap() >= 15_000
     });
     write_slowly(&s.plugin, &v2_bytes);
-    wait_for("the new version to be published", Duration::from_secs(30), || {
-        plugin_info(s.admin)["version"] == v2.as_str()
-    });
+    wait_for(
+        "the new version to be published",
+        Duration::from_secs(30),
+        || plugin_info(s.admin)["version"] == v2.as_str(),
+    );
     producer.join().unwrap();
 
     let out = collect(
@@ -259,7 +261,10 @@ fn swap_under_load_loses_nothing_repeats_nothing_and_switches_once_per_partition
     let calls = info["calls"].as_u64().unwrap() + info["previous"]["calls"].as_u64().unwrap();
     assert_eq!(calls as usize, N, "{info}");
     assert_eq!(info["errors"], 0);
-    assert_eq!(info["calls"].as_u64().unwrap() as usize, by_version[tag2.as_str()]);
+    assert_eq!(
+        info["calls"].as_u64().unwrap() as usize,
+        by_version[tag2.as_str()]
+    );
     let metrics = http(reqwest::Method::GET, s.admin, "/metrics").1;
     assert!(
         metrics
@@ -285,7 +290,9 @@ fn broken_builds_are_refused_and_the_running_version_keeps_processing() {
     let sluice = Sluice::run(&s.file, &s.dir.path().join("log"));
     wait_for_admin(&s, &sluice);
 
-    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let candidates: [(&str, Vec<u8>, &str); 4] = [
         (
             "traps in init",
@@ -343,9 +350,13 @@ fn broken_builds_are_refused_and_the_running_version_keeps_processing() {
     );
     let metrics = http(reqwest::Method::GET, s.admin, "/metrics").1;
     assert!(
-        metrics.as_str().unwrap().lines().any(|l| l.starts_with("sluice_plugin_reloads_total")
-            && l.contains("result=\"rejected\"")
-            && l.ends_with(" 4")),
+        metrics
+            .as_str()
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("sluice_plugin_reloads_total")
+                && l.contains("result=\"rejected\"")
+                && l.ends_with(" 4")),
         "{metrics}"
     );
 }
@@ -368,7 +379,11 @@ fn rollback_and_reload_through_the_admin_api_and_params_from_the_pipeline_file()
     assert_eq!(status, 404, "{body}");
     assert!(body["error"].as_str().unwrap().contains("nope"), "{body}");
     let (status, body) = http(Method::POST, s.admin, "/plugins/alerts/alert/reload");
-    assert_eq!((status, body["status"].as_str()), (200, Some("unchanged")), "{body}");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("unchanged")),
+        "{body}"
+    );
 
     let consumer = b.consumer(&s.output);
     let mut seq = 0;
@@ -381,9 +396,12 @@ fn rollback_and_reload_through_the_admin_api_and_params_from_the_pipeline_file()
             })
             .collect();
         b.produce(&s.input, &recs);
-        let got = collect(&consumer, Duration::from_secs(60), Duration::from_millis(500), |g| {
-            g.len() >= 5
-        });
+        let got = collect(
+            &consumer,
+            Duration::from_secs(60),
+            Duration::from_millis(500),
+            |g| g.len() >= 5,
+        );
         assert_eq!(got.len(), 5, "{got:?}");
         got
     };
@@ -423,14 +441,21 @@ fn rollback_and_reload_through_the_admin_api_and_params_from_the_pipeline_file()
 
     // A bad param is refused; threshold 700 keeps running.
     write_pipeline(b, &s, &s.group, "params = { threshold = \"lots\" }");
-    wait_for("the bad param to be refused", Duration::from_secs(30), || {
-        plugin_info(s.admin)["last_rejected"]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("threshold"))
-    });
+    wait_for(
+        "the bad param to be refused",
+        Duration::from_secs(30),
+        || {
+            plugin_info(s.admin)["last_rejected"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("threshold"))
+        },
+    );
     assert_eq!(plugin_info(s.admin)["params"]["threshold"], "700");
     check(&round(), &tag2, 700);
     let (status, body) = http(Method::POST, s.admin, "/plugins/alerts/alert/reload");
     assert_eq!(status, 422, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("threshold"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("threshold"),
+        "{body}"
+    );
 }

@@ -274,3 +274,93 @@ fn every_built_plugin_has_a_world() {
         assert!(Path::new(p.path()).exists());
     }
 }
+
+/// A plugin slot over a private copy of calorie-alert, and its reloader.
+fn swap_fixture(
+    dir: &Path,
+    extra: &str,
+) -> (
+    sluice::swap::Reloader,
+    Arc<sluice::swap::PluginSlot>,
+    std::path::PathBuf,
+) {
+    use sluice::config::plugin::PluginConfig;
+    use sluice::swap::{PluginSlot, Reloader, Version};
+    let path = dir.join("alert.wasm");
+    std::fs::copy(common::plugin("calorie-alert"), &path).unwrap();
+    let config: PluginConfig =
+        toml::from_str(&format!("path = {:?}\n{extra}", path.display().to_string())).unwrap();
+    let plugin = sluice::swap::admit_file(runtime(), &config).unwrap();
+    let slot = Arc::new(PluginSlot::new("p", 0, Version::new(plugin, config, 1)));
+    let reloader = Reloader::new(runtime().clone(), None, vec![slot.clone()]);
+    (reloader, slot, path)
+}
+
+#[test]
+fn reload_swaps_a_new_build_refuses_a_broken_one_and_rolls_back() {
+    use sluice::swap::{Outcome, Trigger};
+    let dir = tempfile::tempdir().unwrap();
+    let (reloader, slot, path) = swap_fixture(dir.path(), "");
+    let v1 = slot.current();
+    assert!(matches!(
+        reloader.reload(&slot, Trigger::Admin),
+        Outcome::Unchanged(_)
+    ));
+    assert!(matches!(reloader.rollback(&slot), Outcome::NoPrevious));
+
+    std::fs::copy(common::plugin("calorie-alert-300"), &path).unwrap();
+    let Outcome::Swapped { from, to } = reloader.reload(&slot, Trigger::File) else {
+        panic!("expected a swap");
+    };
+    assert!(Arc::ptr_eq(&from, &v1));
+    assert_eq!(to.generation, 2);
+    assert_eq!(to.tag.as_ref(), format!("alert@{}", to.sha256()));
+    assert!(Arc::ptr_eq(&slot.current(), &to));
+
+    // A broken build is refused; the new one keeps running.
+    std::fs::copy(common::plugin("init-trap"), &path).unwrap();
+    let Outcome::Rejected(why) = reloader.reload(&slot, Trigger::File) else {
+        panic!("expected a refusal");
+    };
+    assert!(why.contains("trapped during init"), "{why}");
+    assert!(Arc::ptr_eq(&slot.current(), &to));
+    assert!(
+        slot.state()
+            .rejected
+            .as_ref()
+            .unwrap()
+            .error
+            .contains("init")
+    );
+
+    // Rollback, and a second rollback rolls forward.
+    assert!(matches!(reloader.rollback(&slot), Outcome::Swapped { .. }));
+    assert!(Arc::ptr_eq(&slot.current(), &v1));
+    assert!(matches!(reloader.rollback(&slot), Outcome::Swapped { .. }));
+    assert!(Arc::ptr_eq(&slot.current(), &to));
+}
+
+#[test]
+fn smoke_records_decide_admission() {
+    let dir = tempfile::tempdir().unwrap();
+    let smoke = r#"smoke = [{ value = '{"name":"a","calories":400}', expect = [] }, { value = '{"name":"b","calories":900}', expect = ['{"threshold":500,"calories":900,"name":"b","url":null}'] }, { value = "nope", expect_error = "invalid" }]"#;
+    let (reloader, slot, path) = swap_fixture(dir.path(), smoke);
+    std::fs::copy(common::plugin("calorie-alert-300"), &path).unwrap();
+    let sluice::swap::Outcome::Rejected(why) = reloader.reload(&slot, sluice::swap::Trigger::File)
+    else {
+        panic!("the 300 build alerts on 400 kcal: it must be refused");
+    };
+    assert!(why.contains("smoke record 0 failed"), "{why}");
+
+    // An expected error that does not come is a failure too.
+    let config: sluice::config::plugin::PluginConfig = toml::from_str(&format!(
+        "path = {:?}\nsmoke = [{{ value = '{{\"calories\":1}}', expect_error = \"invalid\" }}]",
+        common::plugin("calorie-alert").display().to_string()
+    ))
+    .unwrap();
+    let err = sluice::swap::admit_file(runtime(), &config).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("expected an error of kind invalid, got 0 output(s)"),
+        "{err:#}"
+    );
+}

@@ -115,13 +115,7 @@ struct OutcomeBody {
 }
 
 async fn list(State(reloader): State<Arc<Reloader>>) -> Json<Vec<PluginInfo>> {
-    Json(
-        reloader
-            .slots()
-            .iter()
-            .map(|s| PluginInfo::of(s))
-            .collect(),
-    )
+    Json(reloader.slots().iter().map(|s| PluginInfo::of(s)).collect())
 }
 
 async fn reload(

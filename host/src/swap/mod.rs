@@ -137,9 +137,9 @@ fn run_smoke(instance: &mut Instance, i: usize, smoke: &SmokeRecord) -> Result<(
         }
         (Some(_), _, Err(e)) => Err(format!("expected outputs, got {} error: {e}", e.kind())),
         (None, Some(kind), Err(e)) if e.kind() == kind => Ok(()),
-        (None, Some(kind), Err(e)) => Err(format!("expected a {kind} error, got {e}")),
+        (None, Some(kind), Err(e)) => Err(format!("expected an error of kind {kind}, got {e}")),
         (None, Some(kind), Ok(outputs)) => Err(format!(
-            "expected a {kind} error, got {} output(s)",
+            "expected an error of kind {kind}, got {} output(s)",
             outputs.len()
         )),
         (None, None, r) => Err(format!(
