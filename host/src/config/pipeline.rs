@@ -293,9 +293,9 @@ fn validate(file: &File) -> anyhow::Result<()> {
                 plugin.display_name()
             );
             for (j, smoke) in plugin.smoke.iter().enumerate() {
-                smoke
-                    .validate()
-                    .map_err(|e| anyhow::anyhow!("{} {e}", at(&format!("plugin[{i}].smoke[{j}]"))))?;
+                smoke.validate().map_err(|e| {
+                    anyhow::anyhow!("{} {e}", at(&format!("plugin[{i}].smoke[{j}]")))
+                })?;
             }
         }
         anyhow::ensure!(
@@ -458,7 +458,10 @@ deadline = "50ms"
     fn a_smoke_record_needs_one_expectation() {
         for (smoke, want) in [
             ("{ value = \"x\" }", "exactly one of"),
-            ("{ value = \"x\", expect = [], expect_error = \"invalid\" }", "exactly one of"),
+            (
+                "{ value = \"x\", expect = [], expect_error = \"invalid\" }",
+                "exactly one of",
+            ),
             ("{ value = \"x\", expect_error = \"boom\" }", "\"boom\""),
         ] {
             let text = MINIMAL.replace(
@@ -466,7 +469,10 @@ deadline = "50ms"
                 &format!("deadline = \"50ms\"\nsmoke = [{smoke}]"),
             );
             let err = format!("{:#}", parse(&text, Path::new("."), no_env).unwrap_err());
-            assert!(err.contains("plugin[0].smoke[0]") && err.contains(want), "{err}");
+            assert!(
+                err.contains("plugin[0].smoke[0]") && err.contains(want),
+                "{err}"
+            );
         }
     }
 

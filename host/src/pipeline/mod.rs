@@ -29,10 +29,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::pipeline::{File, Pipeline};
 use crate::metrics::PipelineMetrics;
 use crate::plugin::{Header, Input, Instance, Runtime};
-use crate::swap::{PluginSlot, Reloader, Version};
 use crate::sink::router::Router;
 use crate::sink::sql::SqlSink;
 use crate::source::kafka::{SourceConsumer, SourceContext, Trackers};
+use crate::swap::{PluginSlot, Reloader, Version};
 use stage::{Next, Stage, lane};
 use work::Work;
 
@@ -90,8 +90,10 @@ pub async fn run(
         });
     }
     let watcher = if file.reload.watch && !reloader.slots().is_empty() {
-        Some(crate::swap::watch::spawn(reloader.clone(), file.reload.settle, cancel.clone())
-            .context("cannot watch plugin files (set `reload.watch = false` to run without)")?)
+        Some(
+            crate::swap::watch::spawn(reloader.clone(), file.reload.settle, cancel.clone())
+                .context("cannot watch plugin files (set `reload.watch = false` to run without)")?,
+        )
     } else {
         None
     };

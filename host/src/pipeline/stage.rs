@@ -89,7 +89,10 @@ impl Stage {
     fn follow_slot(&mut self) {
         let current = self.slot.load();
         if Arc::ptr_eq(&current, &self.version)
-            || self.refused.as_ref().is_some_and(|r| Arc::ptr_eq(r, &current))
+            || self
+                .refused
+                .as_ref()
+                .is_some_and(|r| Arc::ptr_eq(r, &current))
         {
             return;
         }

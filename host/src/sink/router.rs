@@ -230,13 +230,7 @@ impl Router {
                             self.metrics.dead_lettered("sql").increment(1);
                             acks.push(
                                 self.dead_letters
-                                    .send(
-                                        &work.record,
-                                        o.key.as_deref(),
-                                        &o.value,
-                                        &f,
-                                        provenance,
-                                    )
+                                    .send(&work.record, o.key.as_deref(), &o.value, &f, provenance)
                                     .await?,
                             );
                         }
