@@ -83,7 +83,8 @@ static void layout(buf_t *out, const char *digits, int n, int k) {
     } else {
         putc_(out, digits[0]);
         if (n > 1) { putc_(out, '.'); put(out, digits + 1, n - 1); }
-        snprintf(e, sizeof e, "e%d", kk - 1);
+        // serde_json writes a positive exponent with its sign: 1e+16.
+        snprintf(e, sizeof e, "e%+d", kk - 1);
         puts_(out, e);
     }
 }

@@ -96,7 +96,9 @@ void fmt_f64(std::string &out, double x) {
     } else {
         out += digits[0];
         if (n > 1) { out += '.'; out += digits.substr(1); }
-        out += 'e'; out += std::to_string(kk - 1);
+        // serde_json writes a positive exponent with its sign: 1e+16.
+        out += kk - 1 >= 0 ? "e+" : "e";
+        out += std::to_string(kk - 1);
     }
 }
 

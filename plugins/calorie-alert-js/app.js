@@ -238,8 +238,10 @@ function layout(digits, k) {
   if (k >= 0 && kk <= 16) return digits + "0".repeat(k) + ".0";
   if (kk > 0 && kk <= 16) return digits.slice(0, kk) + "." + digits.slice(kk);
   if (kk > -5 && kk <= 0) return "0." + "0".repeat(-kk) + digits;
-  if (n === 1) return `${digits}e${kk - 1}`;
-  return `${digits[0]}.${digits.slice(1)}e${kk - 1}`;
+  // serde_json writes a positive exponent with its sign: 1e+16.
+  const exp = kk - 1 >= 0 ? `e+${kk - 1}` : `e${kk - 1}`;
+  if (n === 1) return digits + exp;
+  return `${digits[0]}.${digits.slice(1)}${exp}`;
 }
 
 function writeStr(s) {

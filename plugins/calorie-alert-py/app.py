@@ -265,9 +265,11 @@ def layout(digits: str, k: int) -> str:
         return digits[:kk] + "." + digits[kk:]
     if -5 < kk <= 0:
         return "0." + "0" * -kk + digits
+    # serde_json writes a positive exponent with its sign: 1e+16.
+    exp = f"e{kk - 1:+d}"
     if n == 1:
-        return f"{digits}e{kk - 1}"
-    return f"{digits[0]}.{digits[1:]}e{kk - 1}"
+        return digits + exp
+    return f"{digits[0]}.{digits[1:]}{exp}"
 
 
 def write_str(s: str) -> str:

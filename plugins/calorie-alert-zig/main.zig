@@ -113,7 +113,9 @@ fn layout(a: Allocator, out: *List, digits: []const u8, k: i32) Error!void {
             try out.appendSlice(a, digits[1..]);
         }
         var e: [16]u8 = undefined;
-        try out.appendSlice(a, std.fmt.bufPrint(&e, "e{d}", .{kk - 1}) catch unreachable);
+        // serde_json writes a positive exponent with its sign: 1e+16.
+        const sign = if (kk - 1 >= 0) "+" else "";
+        try out.appendSlice(a, std.fmt.bufPrint(&e, "e{s}{d}", .{ sign, kk - 1 }) catch unreachable);
     }
 }
 
