@@ -52,6 +52,34 @@ pub enum PluginCommand {
         /// The plugin component (`.wasm`).
         plugin: PathBuf,
     },
+    /// Create a new plugin project (source, WIT, build.sh) in NAME/.
+    New(PluginNewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PluginNewArgs {
+    /// The plugin's name: lowercase letters, digits and `-`.
+    pub name: String,
+    /// The language to write it in.
+    #[arg(long, value_enum)]
+    pub lang: PluginLang,
+    /// Create NAME/ under this directory instead of the current one.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PluginLang {
+    /// Rust with wit-bindgen, built by cargo for wasm32-wasip2.
+    Rust,
+    /// Python, built by componentize-py.
+    Python,
+    /// JavaScript, built by componentize-js.
+    Js,
+    /// C, built by clang for wasm32-wasi with wit-bindgen's C bindings.
+    C,
+    /// Zig, built by zig on wit-bindgen's C bindings.
+    Zig,
 }
 
 #[derive(Debug, Args)]

@@ -49,6 +49,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin(PluginCommand::Inspect { plugin }) => {
             commands::plugin::inspect(&rt, &plugin)
         }
+        Command::Plugin(PluginCommand::New(args)) => commands::scaffold::run(args),
         Command::Run { file } => commands::pipeline::run(rt, &file),
         Command::Check { file } => commands::pipeline::check(&rt, &file),
         Command::Produce(args) => commands::produce::run(args),

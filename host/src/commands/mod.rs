@@ -5,6 +5,7 @@ pub mod consume;
 pub mod pipeline;
 pub mod plugin;
 pub mod produce;
+pub mod scaffold;
 
 /// Marks an error as a usage, config or plugin-loading error (exit 2).
 #[derive(Debug, thiserror::Error)]
