@@ -59,6 +59,10 @@ lint:
 demo: plugins broker-install build
     bash examples/recipes/demo.sh
 
+# The demo, left running: rebuild a plugin with `just plugins` and watch it swap in
+demo-live: plugins broker-install build
+    SLUICE_DEMO_LIVE=1 bash examples/recipes/demo.sh
+
 # Benchmarks: criterion for plugin calls, results into BENCHMARKS.md
 bench: plugins
     bash .ci/bench

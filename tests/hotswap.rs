@@ -458,4 +458,16 @@ fn rollback_and_reload_through_the_admin_api_and_params_from_the_pipeline_file()
         body["error"].as_str().unwrap().contains("threshold"),
         "{body}"
     );
+
+    // Dead letters carry the version that refused them.
+    b.produce(&s.input, &[("bad".to_string(), b"not json".to_vec())]);
+    let dl = collect(
+        &b.consumer(&s.dlq),
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        |g| !g.is_empty(),
+    );
+    assert_eq!(dl.len(), 1, "{dl:?}");
+    assert_eq!(dl[0].header(HEADER), Some(tag2.as_str()));
+    assert_eq!(dl[0].header("sluice.error.kind"), Some("invalid"));
 }

@@ -80,11 +80,27 @@ for _ in $(seq 100); do
 done
 sqlite3 -header -column "$work/alerts.db" "SELECT name, calories FROM alerts ORDER BY calories DESC"
 
-kill -TERM "$sluice_pid"
-wait "$sluice_pid" || true
 if [ "$got" -ne "$expected" ] || [ "$stored" -ne "$expected" ]; then
     echo "demo FAILED: expected $expected alerts, got $got on the topic and $stored in SQLite" >&2
     tail -20 "$work/sluice.log" >&2
     exit 1
 fi
 echo "==> demo OK: $got alerts on the topic and in SQLite"
+
+if [ -n "${SLUICE_DEMO_LIVE:-}" ]; then
+    cat <<EOF
+==> sluice keeps running (Ctrl-C stops everything). Try a hot swap:
+    1. edit plugins/calorie-alert/src/lib.rs (say, add a field to the alert)
+    2. in another terminal: just plugins
+    3. watch the swap below, and the versions at: curl -s http://$SLUICE_METRICS/plugins
+    4. send the pages again: KAFKA_BROKERS=$KAFKA_BROKERS $sluice produce raw_recipes $here/pages/*.html
+       and read the alerts: KAFKA_BROKERS=$KAFKA_BROKERS $sluice consume alerts
+EOF
+    tail -n +1 -f "$work/sluice.log" | grep --line-buffered -E "swapped|rejected|rolled back|file changed" &
+    pids+=($!)
+    wait "$sluice_pid" || true
+    exit 0
+fi
+
+kill -TERM "$sluice_pid"
+wait "$sluice_pid" || true
