@@ -52,7 +52,13 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("calorie_alert");
     for (lang, file) in LANGS {
         let p = rt.load(&plugin(file), file).unwrap();
-        let mut inst = Instance::new(p, vec![], Limits::default()).unwrap();
+        // 128 MiB: StarlingMonkey's GC needs more than the default 64 MiB
+        // under a long run of calls (see docs/plugins.md).
+        let limits = Limits {
+            memory: 128 << 20,
+            ..Limits::default()
+        };
+        let mut inst = Instance::new(p, vec![], limits).unwrap();
         // Every language must give the same answer before it is timed.
         let out = inst.process(&rec).unwrap();
         assert_eq!(

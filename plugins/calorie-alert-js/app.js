@@ -30,58 +30,59 @@ class Num {
   }
 }
 
-// Strict UTF-8 decoding to an array of code points (serde_json rejects any
-// invalid UTF-8).
-function decodeUtf8(b) {
-  const cps = [];
+// serde_json rejects any invalid UTF-8: check the bytes strictly (no
+// overlongs, no surrogates, nothing past U+10FFFF), then decode natively.
+function checkUtf8(b) {
   let i = 0;
-  while (i < b.length) {
+  const n = b.length;
+  while (i < n) {
     const c = b[i];
-    let cp, n, min;
-    if (c < 0x80) { cps.push(c); i++; continue; }
-    else if (c >= 0xc2 && c <= 0xdf) { cp = c & 0x1f; n = 1; min = 0x80; }
-    else if (c >= 0xe0 && c <= 0xef) { cp = c & 0x0f; n = 2; min = 0x800; }
-    else if (c >= 0xf0 && c <= 0xf4) { cp = c & 0x07; n = 3; min = 0x10000; }
-    else throw new BadJson("invalid unicode code point");
-    for (let j = 1; j <= n; j++) {
+    if (c < 0x80) { i++; continue; }
+    let more, min, cp;
+    if (c >= 0xc2 && c <= 0xdf) { cp = c & 0x1f; more = 1; min = 0x80; }
+    else if (c >= 0xe0 && c <= 0xef) { cp = c & 0x0f; more = 2; min = 0x800; }
+    else if (c >= 0xf0 && c <= 0xf4) { cp = c & 0x07; more = 3; min = 0x10000; }
+    else return false;
+    if (i + more >= n) return false;
+    for (let j = 1; j <= more; j++) {
       const d = b[i + j];
-      if (d === undefined || (d & 0xc0) !== 0x80) throw new BadJson("invalid unicode code point");
+      if ((d & 0xc0) !== 0x80) return false;
       cp = (cp << 6) | (d & 0x3f);
     }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) throw new BadJson("invalid unicode code point");
-    cps.push(cp);
-    i += n + 1;
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += more + 1;
   }
-  return cps;
+  return true;
 }
 
-function encodeUtf8(s) {
-  const out = [];
-  for (const ch of s) {
-    const cp = ch.codePointAt(0);
-    if (cp < 0x80) out.push(cp);
-    else if (cp < 0x800) out.push(0xc0 | (cp >> 6), 0x80 | (cp & 63));
-    else if (cp < 0x10000) out.push(0xe0 | (cp >> 12), 0x80 | ((cp >> 6) & 63), 0x80 | (cp & 63));
-    else out.push(0xf0 | (cp >> 18), 0x80 | ((cp >> 12) & 63), 0x80 | ((cp >> 6) & 63), 0x80 | (cp & 63));
-  }
-  return new Uint8Array(out);
-}
+// ignoreBOM keeps a leading BOM in the text, where serde_json rejects it.
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+const encoder = new TextEncoder();
 
 const isDigit = (c) => c >= 0x30 && c <= 0x39;
+const SIMPLE_ESCAPES = { 0x22: '"', 0x5c: "\\", 0x2f: "/", 0x62: "\b", 0x66: "\f", 0x6e: "\n", 0x72: "\r", 0x74: "\t" };
 
+// Parses a JS string (decoded from valid UTF-8) the way serde_json does.
 class Parser {
-  constructor(cps) {
-    this.s = cps;
+  constructor(text) {
+    this.s = text;
     this.i = 0;
     this.depth = 128; // serde_json's recursion limit
   }
+  at(i) { return i < this.s.length ? this.s.charCodeAt(i) : -1; }
   ws() {
     const s = this.s;
-    while (this.i < s.length && (s[this.i] === 0x20 || s[this.i] === 0x09 || s[this.i] === 0x0a || s[this.i] === 0x0d)) this.i++;
+    let i = this.i;
+    for (;;) {
+      const c = s.charCodeAt(i);
+      if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) i++;
+      else break;
+    }
+    this.i = i;
   }
-  peek() { return this.i < this.s.length ? this.s[this.i] : -1; }
+  peek() { return this.at(this.i); }
   word(w) {
-    for (let j = 0; j < w.length; j++) if (this.s[this.i + j] !== w.charCodeAt(j)) return false;
+    if (!this.s.startsWith(w, this.i)) return false;
     this.i += w.length;
     return true;
   }
@@ -140,7 +141,7 @@ class Parser {
   hex4() {
     let v = 0;
     for (let j = 0; j < 4; j++) {
-      const c = this.s[this.i + j];
+      const c = this.at(this.i + j);
       let d;
       if (c >= 0x30 && c <= 0x39) d = c - 0x30;
       else if (c >= 0x61 && c <= 0x66) d = c - 0x57;
@@ -152,58 +153,77 @@ class Parser {
     return v;
   }
   string() {
-    this.i++;
     const s = this.s;
-    const out = [];
+    let i = this.i + 1;
+    let out = "";
+    let run = i; // start of the current run of plain characters
     for (;;) {
-      if (this.i >= s.length) throw new BadJson("EOF while parsing a string");
-      const c = s[this.i++];
-      if (c === 0x22) return String.fromCodePoint(...out);
+      if (i >= s.length) throw new BadJson("EOF while parsing a string");
+      const c = s.charCodeAt(i);
+      if (c === 0x22) {
+        this.i = i + 1;
+        return out + s.slice(run, i);
+      }
       if (c === 0x5c) {
-        const e = s[this.i++];
-        const simple = { 0x22: 0x22, 0x5c: 0x5c, 0x2f: 0x2f, 0x62: 8, 0x66: 12, 0x6e: 10, 0x72: 13, 0x74: 9 }[e];
-        if (simple !== undefined) out.push(simple);
-        else if (e === 0x75) {
+        out += s.slice(run, i);
+        const e = this.at(i + 1);
+        const simple = SIMPLE_ESCAPES[e];
+        if (simple !== undefined) {
+          out += simple;
+          i += 2;
+        } else if (e === 0x75) {
+          this.i = i + 2;
           let u = this.hex4();
           if (u >= 0xdc00 && u <= 0xdfff) throw new BadJson("lone leading surrogate in hex escape");
           if (u >= 0xd800 && u <= 0xdbff) {
-            if (s[this.i] !== 0x5c || s[this.i + 1] !== 0x75) throw new BadJson("unexpected end of hex escape");
+            if (this.at(this.i) !== 0x5c || this.at(this.i + 1) !== 0x75) throw new BadJson("unexpected end of hex escape");
             this.i += 2;
             const lo = this.hex4();
             if (lo < 0xdc00 || lo > 0xdfff) throw new BadJson("lone leading surrogate in hex escape");
             u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
           }
-          out.push(u);
+          out += String.fromCodePoint(u);
+          i = this.i;
         } else throw new BadJson("invalid escape");
+        run = i;
       } else if (c < 0x20) {
         throw new BadJson("control character (\\u0000-\\u001F) found while parsing a string");
-      } else out.push(c);
+      } else i++;
     }
   }
   number() {
     const s = this.s;
     const start = this.i;
     let i = start;
-    const digits = () => { const d = i; while (i < s.length && isDigit(s[i])) i++; if (i === d) throw new BadJson("invalid number"); };
-    if (s[i] === 0x2d) i++;
-    if (s[i] === 0x30) i++;
+    const digits = () => {
+      const d = i;
+      while (isDigit(s.charCodeAt(i))) i++;
+      if (i === d) throw new BadJson("invalid number");
+    };
+    if (s.charCodeAt(i) === 0x2d) i++;
+    if (s.charCodeAt(i) === 0x30) i++;
     else digits();
     let integer = true;
-    if (s[i] === 0x2e) { integer = false; i++; digits(); }
-    if (s[i] === 0x65 || s[i] === 0x45) {
+    if (s.charCodeAt(i) === 0x2e) { integer = false; i++; digits(); }
+    const e = s.charCodeAt(i);
+    if (e === 0x65 || e === 0x45) {
       integer = false;
       i++;
-      if (s[i] === 0x2b || s[i] === 0x2d) i++;
+      const sign = s.charCodeAt(i);
+      if (sign === 0x2b || sign === 0x2d) i++;
       digits();
     }
     // serde_json rejects a digit straight after a leading zero.
-    if (i < s.length && isDigit(s[i])) throw new BadJson("invalid number");
+    if (isDigit(s.charCodeAt(i))) throw new BadJson("invalid number");
     this.i = i;
-    const text = String.fromCodePoint(...s.slice(start, i));
+    const text = s.slice(start, i);
     if (integer) {
+      // Up to 15 digits fit a double exactly; longer ones go through BigInt.
+      // "-0" is the exception: serde_json holds it as the float -0.0.
+      if (text.length <= 15 && text !== "-0") return new Num(text, Number(text));
       const n = BigInt(text);
-      if (text[0] !== "-" && n <= U64_MAX) return new Num(n.toString(), Number(n));
-      if (n < 0n && n >= I64_MIN) return new Num(n.toString(), Number(n));
+      if (text[0] !== "-" && n <= U64_MAX) return new Num(text, Number(n));
+      if (n < 0n && n >= I64_MIN) return new Num(text, Number(n));
     }
     const f = Number(text);
     if (!Number.isFinite(f)) throw new BadJson("number out of range");
@@ -212,7 +232,10 @@ class Parser {
 }
 
 function parseJson(bytes) {
-  const p = new Parser(decodeUtf8(bytes));
+  if (!checkUtf8(bytes)) throw new BadJson("invalid unicode code point");
+  let text = decoder.decode(bytes);
+  if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf && text.charCodeAt(0) !== 0xfeff) text = "\ufeff" + text;
+  const p = new Parser(text);
   const v = p.value();
   p.ws();
   if (p.i !== p.s.length) throw new BadJson("trailing characters");
@@ -244,7 +267,10 @@ function layout(digits, k) {
   return `${digits[0]}.${digits.slice(1)}${exp}`;
 }
 
+const NEEDS_ESCAPE = /["\\\u0000-\u001f]/;
+
 function writeStr(s) {
+  if (!NEEDS_ESCAPE.test(s)) return '"' + s + '"';
   let out = '"';
   for (const ch of s) {
     const c = ch.codePointAt(0);
@@ -360,7 +386,7 @@ function checkRecipe(value) {
   if (!(calories instanceof Num)) throw new Error(`\`calories\` must be a number, got ${kindOf(calories)}`);
   if (calories.value <= threshold) return null;
   const field = (k) => write(recipe.has(k) ? recipe.get(k) : null);
-  return encodeUtf8(
+  return encoder.encode(
     `{"name":${field("name")},"calories":${calories.text},"threshold":${writeThreshold(threshold)},"url":${field("url")}}`,
   );
 }
