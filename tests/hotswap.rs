@@ -101,6 +101,19 @@ fn http(method: reqwest::Method, port: u16, path: &str) -> (u16, Value) {
     (status, body)
 }
 
+/// `sluice_plugin_reloads_total{result}` of the `alerts/alert` plugin.
+fn reloads(port: u16, result: &str) -> Option<u64> {
+    let (_, metrics) = http(reqwest::Method::GET, port, "/metrics");
+    let label = format!("result=\"{result}\"");
+    metrics.as_str()?.lines().find_map(|l| {
+        (l.starts_with("sluice_plugin_reloads_total")
+            && l.contains("plugin=\"alert\"")
+            && l.contains(&label))
+        .then(|| l.rsplit(' ').next()?.parse().ok())
+        .flatten()
+    })
+}
+
 /// The `alerts/alert` entry of `GET /plugins`.
 fn plugin_info(port: u16) -> Value {
     let (status, body) = http(reqwest::Method::GET, port, "/plugins");
@@ -265,17 +278,7 @@ fn swap_under_load_loses_nothing_repeats_nothing_and_switches_once_per_partition
         info["calls"].as_u64().unwrap() as usize,
         by_version[tag2.as_str()]
     );
-    let metrics = http(reqwest::Method::GET, s.admin, "/metrics").1;
-    assert!(
-        metrics
-            .as_str()
-            .unwrap()
-            .lines()
-            .any(|l| l.starts_with("sluice_plugin_reloads_total")
-                && l.contains("result=\"ok\"")
-                && l.ends_with(" 1")),
-        "{metrics}"
-    );
+    assert_eq!(reloads(s.admin, "ok"), Some(1));
     assert!(sluice.log_text().contains("plugin swapped"));
 }
 
@@ -348,17 +351,7 @@ fn broken_builds_are_refused_and_the_running_version_keeps_processing() {
         4,
         "one clear log line per refused build: {log}"
     );
-    let metrics = http(reqwest::Method::GET, s.admin, "/metrics").1;
-    assert!(
-        metrics
-            .as_str()
-            .unwrap()
-            .lines()
-            .any(|l| l.starts_with("sluice_plugin_reloads_total")
-                && l.contains("result=\"rejected\"")
-                && l.ends_with(" 4")),
-        "{metrics}"
-    );
+    assert_eq!(reloads(s.admin, "rejected"), Some(4));
 }
 
 #[test]
@@ -428,6 +421,7 @@ fn rollback_and_reload_through_the_admin_api_and_params_from_the_pipeline_file()
     let info = plugin_info(s.admin);
     assert_eq!(info["version"], v1.as_str());
     assert_eq!(info["previous"]["version"], v2.as_str());
+    assert_eq!(reloads(s.admin, "rollback"), Some(1));
     check(&round(), &tag1, 500);
 
     // A param change in the pipeline file makes a new version: the file on
