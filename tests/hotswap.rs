@@ -101,17 +101,24 @@ fn http(method: reqwest::Method, port: u16, path: &str) -> (u16, Value) {
     (status, body)
 }
 
+/// The value of metric `name` on the line that has every one of `labels`.
+fn metric(port: u16, name: &str, labels: &[&str]) -> Option<u64> {
+    let (_, metrics) = http(reqwest::Method::GET, port, "/metrics");
+    metrics.as_str()?.lines().find_map(|l| {
+        (l.starts_with(name) && labels.iter().all(|want| l.contains(want)))
+            .then(|| l.rsplit(' ').next()?.parse().ok())
+            .flatten()
+    })
+}
+
 /// `sluice_plugin_reloads_total{result}` of the `alerts/alert` plugin.
 fn reloads(port: u16, result: &str) -> Option<u64> {
-    let (_, metrics) = http(reqwest::Method::GET, port, "/metrics");
-    let label = format!("result=\"{result}\"");
-    metrics.as_str()?.lines().find_map(|l| {
-        (l.starts_with("sluice_plugin_reloads_total")
-            && l.contains("plugin=\"alert\"")
-            && l.contains(&label))
-        .then(|| l.rsplit(' ').next()?.parse().ok())
-        .flatten()
-    })
+    let result = format!("result=\"{result}\"");
+    metric(
+        port,
+        "sluice_plugin_reloads_total",
+        &["plugin=\"alert\"", &result],
+    )
 }
 
 /// The `alerts/alert` entry of `GET /plugins`.
@@ -452,6 +459,21 @@ fn rollback_and_reload_through_the_admin_api_and_params_from_the_pipeline_file()
         body["error"].as_str().unwrap().contains("threshold"),
         "{body}"
     );
+
+    // A pipeline file that does not parse changes nothing.
+    std::fs::write(&s.file, "this = = is not TOML").unwrap();
+    wait_for(
+        "the broken pipeline file to be refused",
+        Duration::from_secs(30),
+        || {
+            metric(
+                s.admin,
+                "sluice_pipeline_file_reloads_total",
+                &["result=\"rejected\""],
+            ) == Some(1)
+        },
+    );
+    check(&round(), &tag2, 700);
 
     // Dead letters carry the version that refused them.
     b.produce(&s.input, &[("bad".to_string(), b"not json".to_vec())]);

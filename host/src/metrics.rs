@@ -21,6 +21,7 @@ pub const PLUGIN_TRAPS: &str = "sluice_plugin_traps_total";
 pub const CONSUMER_LAG: &str = "sluice_consumer_lag";
 pub const OFFSETS_STORED: &str = "sluice_offsets_stored_total";
 pub const PLUGIN_RELOADS: &str = "sluice_plugin_reloads_total";
+pub const PIPELINE_FILE_RELOADS: &str = "sluice_pipeline_file_reloads_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -50,6 +51,12 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 /// or `rollback`. Reloads are rare, so this looks the counter up.
 pub fn plugin_reloads(pipeline: &str, plugin: &str, result: &'static str) -> Counter {
     metrics::counter!(PLUGIN_RELOADS, "pipeline" => pipeline.to_owned(), "plugin" => plugin.to_owned(), "result" => result)
+}
+
+/// Counter of pipeline-file re-reads by result: `ok` (it parsed; changed
+/// plugin sections were then reloaded) or `rejected` (it did not parse).
+pub fn pipeline_file_reloads(result: &'static str) -> Counter {
+    metrics::counter!(PIPELINE_FILE_RELOADS, "result" => result)
 }
 
 /// Serve `/metrics`, `/healthz` and the `admin` routes until `shutdown`

@@ -285,10 +285,11 @@ impl Reloader {
                     error = %format!("{e:#}"),
                     "pipeline file change ignored: the running plugins stay"
                 );
-                crate::metrics::plugin_reloads("", "", "rejected").increment(1);
+                crate::metrics::pipeline_file_reloads("rejected").increment(1);
                 return Vec::new();
             }
         };
+        crate::metrics::pipeline_file_reloads("ok").increment(1);
         let mut out = Vec::new();
         for slot in self.changed_slots(&new) {
             let outcome = self.reload(&slot, Trigger::Config);
