@@ -75,8 +75,9 @@ pub struct Column {
     /// The SQL type the value is converted to.
     #[serde(rename = "type")]
     pub ty: ColumnType,
-    /// A field name of the output's JSON object, or a JSON pointer
-    /// (`/nutrition/calories`). Defaults to the column name.
+    /// A field name of the output's JSON object, a JSON pointer
+    /// (`/nutrition/calories`), or `$version` for the plugin versions that
+    /// made the row (a `text` column). Defaults to the column name.
     #[serde(default)]
     pub from: Option<String>,
     /// Whether a missing or null value is allowed (default: true, except
@@ -136,6 +137,13 @@ impl TableRoute {
                 return Err(format!("{at}.columns: {c:?} is not a plain SQL identifier"));
             }
         }
+        for (name, c) in &self.columns {
+            if c.from.as_deref() == Some("$version") && c.ty != ColumnType::Text {
+                return Err(format!(
+                    "{at}.columns.{name}: `from = \"$version\"` needs `type = \"text\"`"
+                ));
+            }
+        }
         for k in &self.key {
             if !self.columns.contains_key(k) {
                 return Err(format!(
@@ -178,5 +186,20 @@ mod tests {
                 .unwrap_err()
                 .contains("\"id\"")
         );
+    }
+
+    #[test]
+    fn a_version_column_must_be_text() {
+        let t: TableRoute = toml::from_str(
+            "name = \"t\"\ncolumns = { v = { type = \"integer\", from = \"$version\" } }",
+        )
+        .unwrap();
+        let e = t.validate("routes.db.table").unwrap_err();
+        assert!(e.contains("columns.v") && e.contains("text"), "{e}");
+        let t: TableRoute = toml::from_str(
+            "name = \"t\"\ncolumns = { v = { type = \"text\", from = \"$version\" } }",
+        )
+        .unwrap();
+        t.validate("routes.db.table").unwrap();
     }
 }

@@ -217,7 +217,7 @@ impl Router {
                 }
                 Target::Table(t) => {
                     let Some(sql) = &self.sql else { continue };
-                    match sql.tables[*t].map(&o.value) {
+                    match sql.tables[*t].map(&o.value, provenance) {
                         Ok(values) => rows.push(JobRow {
                             table: *t,
                             values,

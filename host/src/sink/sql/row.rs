@@ -20,12 +20,16 @@ pub enum Value {
     Json(Json),
 }
 
+/// The `from` that fills a column with the plugin versions that made the
+/// row (the provenance header's value) instead of a field of the output.
+pub const FROM_VERSION: &str = "$version";
+
 /// A column, resolved from config.
 #[derive(Debug, Clone)]
 pub struct ColumnSpec {
     pub name: String,
     pub ty: ColumnType,
-    /// JSON pointer into the output value.
+    /// JSON pointer into the output value, or [`FROM_VERSION`].
     pub pointer: String,
     pub nullable: bool,
 }
@@ -48,7 +52,7 @@ impl TableSpec {
             .iter()
             .map(|(name, c)| {
                 let from = c.from.clone().unwrap_or_else(|| name.clone());
-                let pointer = if from.starts_with('/') {
+                let pointer = if from.starts_with('/') || from == FROM_VERSION {
                     from
                 } else {
                     format!("/{}", from.replace('~', "~0").replace('/', "~1"))
@@ -75,8 +79,9 @@ impl TableSpec {
         }
     }
 
-    /// Convert an output value (a JSON object) into this table's row.
-    pub fn map(&self, value: &[u8]) -> Result<Vec<Value>, String> {
+    /// Convert an output value (a JSON object) into this table's row;
+    /// `versions` fills `from = "$version"` columns.
+    pub fn map(&self, value: &[u8], versions: Option<&str>) -> Result<Vec<Value>, String> {
         let doc: Json = serde_json::from_slice(value)
             .map_err(|e| format!("table {}: output is not JSON: {e}", self.name))?;
         if !doc.is_object() {
@@ -85,21 +90,24 @@ impl TableSpec {
         self.columns
             .iter()
             .map(|c| {
-                let v = doc.pointer(&c.pointer).unwrap_or(&Json::Null);
-                convert(v, c.ty)
-                    .and_then(|v| {
-                        if v == Value::Null && !c.nullable {
-                            Err("missing value for a NOT NULL column".into())
-                        } else {
-                            Ok(v)
-                        }
-                    })
-                    .map_err(|e| {
-                        format!(
-                            "table {}: column {} (from {}): {e}",
-                            self.name, c.name, c.pointer
-                        )
-                    })
+                let v = if c.pointer == FROM_VERSION {
+                    Ok(versions.map_or(Value::Null, |v| Value::Text(v.to_owned())))
+                } else {
+                    convert(doc.pointer(&c.pointer).unwrap_or(&Json::Null), c.ty)
+                };
+                v.and_then(|v| {
+                    if v == Value::Null && !c.nullable {
+                        Err("missing value for a NOT NULL column".into())
+                    } else {
+                        Ok(v)
+                    }
+                })
+                .map_err(|e| {
+                    format!(
+                        "table {}: column {} (from {}): {e}",
+                        self.name, c.name, c.pointer
+                    )
+                })
             })
             .collect()
     }
@@ -163,6 +171,7 @@ url = { type = "text" }
 words = { type = "integer", from = "/stats/words" }
 score = { type = "float" }
 meta = { type = "json" }
+made_by = { type = "text", from = "$version" }
 "#,
         )
         .unwrap();
@@ -173,37 +182,48 @@ meta = { type = "json" }
     fn maps_fields_and_pointers() {
         let s = spec();
         let row = s
-            .map(br#"{"url":"u","stats":{"words":"12"},"score":1.5,"meta":{"a":[1]}}"#)
+            .map(
+                br#"{"url":"u","stats":{"words":"12"},"score":1.5,"meta":{"a":[1]},"$version":"no"}"#,
+                Some("parse@ab12"),
+            )
             .unwrap();
-        // Columns are in name order: meta, score, url, words.
-        assert_eq!(row[0], Value::Json(serde_json::json!({"a":[1]})));
-        assert_eq!(row[1], Value::Float(1.5));
-        assert_eq!(row[2], Value::Text("u".into()));
-        assert_eq!(row[3], Value::Int(12));
+        // Columns are in name order: made_by, meta, score, url, words.
+        assert_eq!(row[0], Value::Text("parse@ab12".into()));
+        assert_eq!(row[1], Value::Json(serde_json::json!({"a":[1]})));
+        assert_eq!(row[2], Value::Float(1.5));
+        assert_eq!(row[3], Value::Text("u".into()));
+        assert_eq!(row[4], Value::Int(12));
+        // Without plugins there are no versions: the column is null.
+        let row = s.map(br#"{"url":"u"}"#, None).unwrap();
+        assert_eq!(row[0], Value::Null);
     }
 
     #[test]
     fn errors_name_the_column() {
         let s = spec();
-        let e = s.map(br#"{"stats":{"words":1}}"#).unwrap_err();
+        let e = s.map(br#"{"stats":{"words":1}}"#, None).unwrap_err();
         assert!(e.contains("column url") && e.contains("NOT NULL"), "{e}");
         let e = s
-            .map(br#"{"url":"u","stats":{"words":"many"}}"#)
+            .map(br#"{"url":"u","stats":{"words":"many"}}"#, None)
             .unwrap_err();
         assert!(
             e.contains("column words") && e.contains("/stats/words"),
             "{e}"
         );
-        assert!(s.map(b"[1]").unwrap_err().contains("not a JSON object"));
-        assert!(s.map(b"nope").unwrap_err().contains("not JSON"));
+        assert!(
+            s.map(b"[1]", None)
+                .unwrap_err()
+                .contains("not a JSON object")
+        );
+        assert!(s.map(b"nope", None).unwrap_err().contains("not JSON"));
     }
 
     #[test]
     fn keys_identify_rows() {
         let s = spec();
-        let a = s.map(br#"{"url":"u","score":1}"#).unwrap();
-        let b = s.map(br#"{"url":"u","score":2}"#).unwrap();
-        let c = s.map(br#"{"url":"v"}"#).unwrap();
+        let a = s.map(br#"{"url":"u","score":1}"#, None).unwrap();
+        let b = s.map(br#"{"url":"u","score":2}"#, None).unwrap();
+        let c = s.map(br#"{"url":"v"}"#, None).unwrap();
         assert_eq!(s.key_of(&a), s.key_of(&b));
         assert_ne!(s.key_of(&a), s.key_of(&c));
     }
