@@ -135,6 +135,38 @@ fn sqlite_flushes_by_size_then_the_rest_on_shutdown() {
 }
 
 #[test]
+fn sqlite_rows_can_store_the_plugin_version_that_made_them() {
+    use sha2::Digest;
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("v.sqlite").display());
+    let s = setup(
+        dir.path(),
+        b,
+        &url,
+        r#"batch_age = "50ms""#,
+        r#"create = true
+columns = { id = { type = "text" }, v = { type = "integer" }, made_by = { type = "text", from = "$version" } }"#,
+        1,
+    );
+    let mut p = Sluice::run(&s.file, &dir.path().join("log"));
+    b.produce(&s.input, &rows(0..3));
+    let sha = hex::encode(sha2::Sha256::digest(
+        std::fs::read(common::plugin("passthrough")).unwrap(),
+    ));
+    let q = format!(
+        "SELECT count(*) FROM \"{}\" WHERE made_by = 'passthrough@{sha}'",
+        s.table
+    );
+    common::wait_for(
+        "three rows naming their version",
+        Duration::from_secs(60),
+        || lite_count(&url, &q) == 3,
+    );
+    assert!(p.terminate(), "{}", p.log_text());
+}
+
+#[test]
 fn postgres_flushes_by_time() {
     let b = Broker::shared();
     let dir = tempfile::tempdir().unwrap();
