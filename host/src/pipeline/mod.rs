@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::pipeline::{File, Pipeline};
 use crate::metrics::PipelineMetrics;
-use crate::plugin::{Header, Input, Instance, Runtime};
+use crate::plugin::{Header, Input, Runtime};
 use crate::sink::router::Router;
 use crate::sink::sql::SqlSink;
 use crate::source::kafka::{SourceConsumer, SourceContext, Trackers};
@@ -175,13 +175,7 @@ pub async fn run_pipeline(
             let (tx, rx) = mpsc::channel::<Work>(STAGE_QUEUE);
             txs.push(tx);
             let version = slot.current();
-            let c = &version.config;
-            let instance = Instance::with_http(
-                version.plugin.clone(),
-                c.init_params(),
-                c.limits,
-                c.http.as_ref(),
-            )?;
+            let instance = version.instance()?;
             let stage = Stage {
                 index,
                 last: index + 1 == chain.len(),

@@ -98,13 +98,7 @@ impl Stage {
         }
         let next = Arc::clone(&current);
         drop(current);
-        let c = &next.config;
-        match Instance::with_http(
-            next.plugin.clone(),
-            c.init_params(),
-            c.limits,
-            c.http.as_ref(),
-        ) {
+        match next.instance() {
             Ok(instance) => {
                 tracing::debug!(
                     plugin = %self.slot.name,

@@ -231,6 +231,20 @@ impl Instance {
         Ok(instance)
     }
 
+    /// As [`Instance::with_http`], with the params, limits and HTTP access
+    /// of a pipeline file's plugin section.
+    pub fn for_config(
+        plugin: Arc<Plugin>,
+        config: &crate::config::plugin::PluginConfig,
+    ) -> Result<Self, InitError> {
+        Self::with_http(
+            plugin,
+            config.init_params(),
+            config.limits,
+            config.http.as_ref(),
+        )
+    }
+
     pub fn plugin(&self) -> &Arc<Plugin> {
         &self.plugin
     }

@@ -76,12 +76,7 @@ pub fn admit(
     config: &PluginConfig,
 ) -> anyhow::Result<Arc<Plugin>> {
     let plugin = runtime.load_bytes(bytes, &config.path, &config.display_name())?;
-    let mut instance = Instance::with_http(
-        plugin.clone(),
-        config.init_params(),
-        config.limits,
-        config.http.as_ref(),
-    )?;
+    let mut instance = Instance::for_config(plugin.clone(), config)?;
     for (index, smoke) in config.smoke.iter().enumerate() {
         run_smoke(&mut instance, index, smoke).map_err(|reason| SmokeFailed { index, reason })?;
     }
@@ -247,13 +242,7 @@ impl Reloader {
         let Some(previous) = slot.state().previous.clone() else {
             return Outcome::NoPrevious;
         };
-        let c = &previous.config;
-        if let Err(e) = Instance::with_http(
-            previous.plugin.clone(),
-            c.init_params(),
-            c.limits,
-            c.http.as_ref(),
-        ) {
+        if let Err(e) = previous.instance() {
             return Outcome::Rejected(format!("the previous version no longer starts: {e}"));
         }
         let mut state = slot.state();

@@ -44,6 +44,11 @@ impl Version {
         }
     }
 
+    /// A new instance of this version, `init` called with its params.
+    pub fn instance(&self) -> Result<crate::plugin::Instance, crate::plugin::InitError> {
+        crate::plugin::Instance::for_config(self.plugin.clone(), &self.config)
+    }
+
     /// The content hash of the component: the version's identity.
     pub fn sha256(&self) -> &str {
         self.plugin.hash()
