@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME"
 plugin_target := env_var_or_default("SLUICE_PLUGIN_TARGET", env_var("HOME") + "/.cache/sluice/plugins-target")
 export SLUICE_TANSU := env_var_or_default("SLUICE_TANSU", env_var("HOME") + "/.cache/sluice/bin/tansu")
 
-plugin_crates := "recipe-parser calorie-alert page-parser passthrough busy-loop alloc-bomb panic big-output http-fetch init-trap"
+plugin_crates := "recipe-parser calorie-alert page-parser passthrough busy-loop alloc-bomb panic big-output http-fetch init-trap flaky"
 
 default:
     @just --list

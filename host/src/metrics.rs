@@ -22,6 +22,8 @@ pub const CONSUMER_LAG: &str = "sluice_consumer_lag";
 pub const OFFSETS_STORED: &str = "sluice_offsets_stored_total";
 pub const PLUGIN_RELOADS: &str = "sluice_plugin_reloads_total";
 pub const PIPELINE_FILE_RELOADS: &str = "sluice_pipeline_file_reloads_total";
+pub const BROKERS_UP: &str = "sluice_brokers_up";
+pub const SQL_SOURCE_KEYLESS: &str = "sluice_sql_source_keyless_rows_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -93,6 +95,8 @@ pub struct PipelineMetrics {
     pub filtered: Counter,
     pub retries: Counter,
     pub offsets_stored: Counter,
+    /// 1 while a broker is reachable, 0 while none is.
+    pub brokers_up: metrics::Gauge,
     pipeline: String,
 }
 
@@ -104,6 +108,7 @@ impl PipelineMetrics {
             filtered: metrics::counter!(RECORDS_FILTERED, "pipeline" => p.clone()),
             retries: metrics::counter!(RETRIES, "pipeline" => p.clone()),
             offsets_stored: metrics::counter!(OFFSETS_STORED, "pipeline" => p.clone()),
+            brokers_up: metrics::gauge!(BROKERS_UP, "pipeline" => p.clone()),
             pipeline: p,
         }
     }

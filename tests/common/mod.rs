@@ -3,6 +3,8 @@
 //! and group, so tests never see each other's data.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod fault;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -18,11 +18,11 @@ pub fn check(runtime: &Runtime, path: &Path) -> anyhow::Result<()> {
     for p in &file.pipelines {
         // Creating (not connecting) the clients validates every librdkafka
         // property, so a misspelt pass-through key fails here.
-        let ctx = crate::source::kafka::SourceContext {
-            pipeline: p.name.clone(),
-            trackers: Default::default(),
-            metrics: crate::metrics::PipelineMetrics::new(&p.name),
-        };
+        let ctx = crate::source::kafka::SourceContext::new(
+            &p.name,
+            Default::default(),
+            crate::metrics::PipelineMetrics::new(&p.name),
+        );
         let _consumer = crate::source::kafka::consumer(&p.source, ctx)
             .map_err(|e| usage(anyhow::anyhow!("pipeline `{}`: source: {e}", p.name)))?;
         println!(
@@ -41,7 +41,7 @@ pub fn run(runtime: Runtime, path: &Path) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         crate::pipeline::run(runtime, file, Some(path.to_owned()), shutdown_signal())
             .await
             .map_err(|e| {
@@ -55,7 +55,11 @@ pub fn run(runtime: Runtime, path: &Path) -> anyhow::Result<()> {
                     e
                 }
             })
-    })
+    });
+    // After a shutdown that timed out, work may still be running (a stalled
+    // database write, say): it holds nothing committed, so do not wait.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

@@ -36,6 +36,15 @@ pub struct File {
     /// Hot swap: whether plugin files and this file are watched.
     #[serde(default)]
     pub reload: ReloadConfig,
+    /// How long SIGINT/SIGTERM may take to drain and commit. Past it,
+    /// sluice exits non-zero, committing nothing past a record that is not
+    /// acknowledged, and names what it abandoned.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// How `sluice run` notices new plugin versions.
@@ -252,6 +261,47 @@ fn validate(file: &File) -> anyhow::Result<()> {
         "no [[pipeline]] or [[sql_source]] defined"
     );
     let mut names = std::collections::HashSet::new();
+    let mut groups = std::collections::HashMap::new();
+    for p in &file.pipelines {
+        // Two consumers in one group split the partitions between them, so
+        // each pipeline would silently see only part of its stream.
+        if let Some(other) = groups.insert(&p.source.group_id, &p.name) {
+            anyhow::bail!(
+                "pipeline `{}`: source.group_id `{}` is also the group of pipeline `{other}`; \
+                 each pipeline needs a group of its own",
+                p.name,
+                p.source.group_id
+            );
+        }
+    }
+    let mut sources = std::collections::HashSet::new();
+    for s in &file.sql_sources {
+        let at = |field: &str| format!("sql_source `{}`: {field}", s.name);
+        anyhow::ensure!(!s.name.trim().is_empty(), "sql_source: name is empty");
+        anyhow::ensure!(
+            sources.insert(&s.name),
+            "sql_source name `{}` is used twice",
+            s.name
+        );
+        anyhow::ensure!(
+            s.url.starts_with("postgres://") || s.url.starts_with("postgresql://"),
+            "{} must be a postgres:// URL (got `{}`)",
+            at("url"),
+            s.url
+        );
+        s.url
+            .parse::<sqlx::postgres::PgConnectOptions>()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", at("url")))?;
+        for (field, v) in [
+            ("query", &s.query),
+            ("key", &s.key),
+            ("topic", &s.topic),
+            ("brokers", &s.brokers),
+        ] {
+            anyhow::ensure!(!v.trim().is_empty(), "{} is empty", at(field));
+        }
+        anyhow::ensure!(!s.interval.is_zero(), "{} must be above 0", at("interval"));
+    }
     for p in &file.pipelines {
         let at = |field: &str| format!("pipeline `{}`: {field}", p.name);
         anyhow::ensure!(
@@ -406,6 +456,46 @@ deadline = "50ms"
         let params = p.plugins[0].init_params();
         assert!(params.contains(&("threshold".into(), "500".into())));
         assert_eq!(p.retry, RetryConfig::default());
+    }
+
+    #[test]
+    fn two_pipelines_in_one_group_are_refused() {
+        let second = MINIMAL.replace("name = \"p\"", "name = \"q\"");
+        let text = format!("{MINIMAL}\n{}", second.trim_start());
+        let err = format!("{:#}", parse(&text, Path::new("."), no_env).unwrap_err());
+        assert!(
+            err.contains("`g`") && err.contains("`p`") && err.contains("`q`"),
+            "{err}"
+        );
+        let ok = second.replace("group_id = \"g\"", "group_id = \"g2\"");
+        parse(
+            &format!("{MINIMAL}\n{}", ok.trim_start()),
+            Path::new("."),
+            no_env,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_sql_source_is_validated() {
+        let source = |url: &str| {
+            format!(
+                "[[sql_source]]\nname = \"s\"\nurl = \"{url}\"\nquery = \"SELECT 1 AS k\"\n\
+                 key = \"k\"\ntopic = \"t\"\nbrokers = \"b:9092\"\n"
+            )
+        };
+        let err = format!(
+            "{:#}",
+            parse(&source("not-a-url"), Path::new("."), no_env).unwrap_err()
+        );
+        assert!(err.contains("sql_source `s`: url"), "{err}");
+        parse(&source("postgres://u@h/db"), Path::new("."), no_env).unwrap();
+        let empty_key = source("postgres://u@h/db").replace("key = \"k\"", "key = \"\"");
+        let err = format!(
+            "{:#}",
+            parse(&empty_key, Path::new("."), no_env).unwrap_err()
+        );
+        assert!(err.contains("sql_source `s`: key is empty"), "{err}");
     }
 
     #[test]

@@ -97,6 +97,9 @@ pub async fn run(
     } else {
         None
     };
+    let shutdown_timeout = file.shutdown_timeout;
+    // Each pipeline's partitions, to name what a timed-out shutdown abandons.
+    let mut inventory: Vec<(String, Arc<Trackers>)> = Vec::new();
     let mut pipelines = tokio::task::JoinSet::new();
     for src in file.sql_sources.clone() {
         let c = cancel.clone();
@@ -104,20 +107,40 @@ pub async fn run(
     }
     for (p, chain) in file.pipelines.into_iter().zip(plugins) {
         let c = cancel.clone();
+        let trackers = Arc::new(Trackers::default());
+        inventory.push((p.name.clone(), trackers.clone()));
         pipelines.spawn(async move {
             let name = p.name.clone();
-            run_pipeline(p, chain, c)
+            run_pipeline(p, chain, trackers, c)
                 .await
                 .with_context(|| format!("pipeline `{name}`"))
         });
     }
     tokio::pin!(shutdown);
     let mut result = Ok(());
+    let mut give_up: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = &mut shutdown, if !cancel.is_cancelled() => {
-                tracing::info!("shutting down: draining pipelines");
+                tracing::info!(timeout = ?shutdown_timeout, "shutting down: draining pipelines");
                 cancel.cancel();
+            }
+            _ = async { match give_up { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
+                let mut abandoned = Vec::new();
+                for (name, trackers) in &inventory {
+                    for (topic, partition, n) in trackers.in_flight() {
+                        abandoned.push(format!("{name}: {topic}/{partition} ({n} records)"));
+                    }
+                }
+                tracing::error!(
+                    timeout = ?shutdown_timeout, abandoned = %abandoned.join(", "),
+                    "shutdown timed out: exiting without committing the records still in flight; they are read again"
+                );
+                result = Err(anyhow::anyhow!(
+                    "shutdown did not finish within {shutdown_timeout:?}; abandoned records in flight: {}",
+                    if abandoned.is_empty() { "none tracked".to_owned() } else { abandoned.join(", ") }
+                ));
+                break;
             }
             done = pipelines.join_next() => match done {
                 None => break,
@@ -133,6 +156,14 @@ pub async fn run(
                 }
             }
         }
+        if cancel.is_cancelled() && give_up.is_none() {
+            give_up = Some(tokio::time::Instant::now() + shutdown_timeout);
+        }
+    }
+    if give_up.is_some_and(|t| tokio::time::Instant::now() >= t) {
+        // Whatever still runs holds nothing committed past an
+        // unacknowledged record: leave it behind.
+        return result;
     }
     cancel.cancel();
     tracker.close();
@@ -147,17 +178,13 @@ pub async fn run(
 pub async fn run_pipeline(
     p: Pipeline,
     chain: Vec<Arc<PluginSlot>>,
+    trackers: Arc<Trackers>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = PipelineMetrics::new(&p.name);
     let (sink, batcher) = Router::new(&p, metrics.clone(), cancel.clone()).await?;
     let exactly_once = sink.sql().filter(|s| s.exactly_once).cloned();
-    let trackers = Arc::new(Trackers::default());
-    let ctx = SourceContext {
-        pipeline: p.name.clone(),
-        trackers: trackers.clone(),
-        metrics: metrics.clone(),
-    };
+    let ctx = SourceContext::new(&p.name, trackers.clone(), metrics.clone());
     let consumer = Arc::new(
         crate::source::kafka::consumer(&p.source, ctx)
             .map_err(anyhow::Error::msg)
@@ -205,7 +232,13 @@ pub async fn run_pipeline(
 
     let sink_cancel = cancel.clone();
     let sink_consumer = consumer.clone();
-    let sink_task = tokio::spawn(sink_loop(sink, sink_rx, sink_consumer, sink_cancel));
+    let sink_task = tokio::spawn(sink_loop(
+        sink,
+        sink_rx,
+        sink_consumer,
+        metrics.clone(),
+        sink_cancel,
+    ));
 
     let consumed = consume_loop(
         &p,
@@ -231,7 +264,7 @@ pub async fn run_pipeline(
     }
     // Every finished offset is stored by now; commit them before leaving.
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(pipeline = %p.name, error = %e, "final commit");
+        tracing::warn!(pipeline = %p.name, error = %e, "final offset commit failed");
     }
     trackers.revoke_all();
     tracing::info!(pipeline = %p.name, "pipeline stopped");
@@ -250,27 +283,48 @@ async fn consume_loop(
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     let max_in_flight = p.source.max_in_flight;
+    let mut last_error: Option<String> = None;
     loop {
         let msg = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             m = consumer.recv() => m,
         };
         let msg = match msg {
-            Ok(m) => m,
+            Ok(m) => {
+                if let Some(e) = last_error.take() {
+                    tracing::info!(pipeline = %p.name, after = %e, "consuming again");
+                }
+                m
+            }
             Err(e) => {
-                tracing::warn!(pipeline = %p.name, error = %e, "consumer error");
+                // Once per distinct error until records flow again: an
+                // unreachable broker repeats the same one many times a
+                // second.
+                let text = e.to_string();
+                if last_error.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(pipeline = %p.name, error = %text, "consumer error (logged once until it changes)");
+                    last_error = Some(text);
+                }
                 continue;
             }
         };
         let (tracker, fresh) = trackers.get(msg.topic(), msg.partition(), max_in_flight);
         if fresh && let Some(sql) = exactly_once {
-            // A new assignment: the database, not Kafka, knows how far this
-            // partition got.
-            if let Some(next) = sql.next_offset(msg.topic(), msg.partition()).await? {
-                tracker.set_skip_below(next);
+            // A new assignment: claim the partition in the database, which,
+            // not Kafka, knows how far it got.
+            let Some(claim) = sql
+                .claim(msg.topic(), msg.partition(), msg.offset(), cancel)
+                .await
+            else {
+                return Ok(());
+            };
+            tracker.set_claim(claim);
+            if claim.next != msg.offset() {
+                resume_at(p, consumer, &tracker, msg.offset(), claim.next)?;
+                continue;
             }
         }
-        if tracker.skips(msg.offset()) {
+        if tracker.skips(msg.offset()) || tracker.stale(msg.offset()) {
             continue;
         }
         let permit = tokio::select! {
@@ -324,29 +378,89 @@ async fn consume_loop(
     }
 }
 
+/// Exactly-once: the database's offset for a partition differs from the
+/// record Kafka gave first (`at`). Read from the database's offset instead:
+/// forward past what is already written, or back to what is not.
+fn resume_at(
+    p: &Pipeline,
+    consumer: &SourceConsumer,
+    tracker: &crate::source::offsets::PartitionTracker,
+    at: i64,
+    next: i64,
+) -> anyhow::Result<()> {
+    let (topic, partition) = (&*tracker.topic, tracker.partition);
+    tracing::info!(
+        pipeline = %p.name, topic, partition, kafka = at, database = next,
+        "resuming from the database's offset"
+    );
+    // Records below the database's offset are written already.
+    tracker.set_skip_below(next);
+    if next < at {
+        // Kafka is ahead (a reset group, expired offsets, a restored
+        // database): the records in between are not written, so go back.
+        tracker.rewind(at);
+    }
+    let sought = consumer.seek(
+        topic,
+        partition,
+        rdkafka::Offset::Offset(next),
+        Duration::from_secs(10),
+    );
+    match sought {
+        Ok(()) => Ok(()),
+        // Forward, skipping what is written is enough.
+        Err(e) if next > at => {
+            tracing::debug!(topic, partition, error = %e, "seek forward failed; skipping instead");
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "{topic}/{partition}: cannot seek back to the database's offset {next} \
+             (Kafka's is {at}): {e}"
+        )),
+    }
+}
+
 /// Dispatch finished work to the sink and store offsets as deliveries are
 /// acknowledged.
 async fn sink_loop(
     mut sink: Router,
     mut rx: mpsc::Receiver<Work>,
     consumer: Arc<SourceConsumer>,
+    metrics: PipelineMetrics,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut inflight = FuturesUnordered::new();
     let mut open = true;
-    let finish = |work: Work| {
-        if let Some(offset) = work.tracker.finish(work.record.offset)
-            && let Err(e) =
-                consumer.store_offset(&work.tracker.topic, work.tracker.partition, offset)
-        {
+    let store = |t: &crate::source::offsets::PartitionTracker, offset: i64| {
+        match consumer.store_offset(&t.topic, t.partition, offset) {
+            Ok(()) => metrics.offsets_stored.increment(1),
             // The partition was revoked in between: its new owner re-reads.
-            tracing::debug!(topic = %work.tracker.topic, partition = work.tracker.partition, error = %e, "offset not stored");
+            Err(e) => {
+                tracing::debug!(topic = %t.topic, partition = t.partition, error = %e, "offset not stored")
+            }
+        }
+    };
+    let finish = |work: Work| {
+        // Handed back unwritten (its partition moved or halted): it is read
+        // again, so it must not finish.
+        if work.abandoned {
+            return;
+        }
+        if let Some(offset) = work.tracker.finish(work.record.offset) {
+            store(&work.tracker, offset);
         }
     };
     let result = loop {
         tokio::select! {
             w = rx.recv(), if open => match w {
-                Some(work) if work.abandoned || work.tracker.is_revoked() => drop(work),
+                Some(work) if work.abandoned || work.tracker.is_revoked() || work.tracker.halts(work.record.offset) => {
+                    // An abandoned record is read again, so nothing after it
+                    // in its partition may be written or committed either.
+                    if work.abandoned {
+                        work.tracker.halt(work.record.offset);
+                    }
+                    drop(work)
+                }
                 Some(work) => {
                     let tracker = work.tracker.clone();
                     let offset = work.record.offset;
@@ -355,7 +469,7 @@ async fn sink_loop(
                         // Filtered: nothing to wait for.
                         None => {
                             if let Some(o) = tracker.finish(offset) {
-                                let _ = consumer.store_offset(&tracker.topic, tracker.partition, o);
+                                store(&tracker, o);
                             }
                         }
                     }

@@ -193,6 +193,12 @@ impl Stage {
                         attempt, ?delay, error = %e, "transient failure; retrying"
                     );
                     if !self.sleep(delay) {
+                        tracing::warn!(
+                            plugin = self.instance.plugin().name(),
+                            topic = %input.topic, partition = input.partition, offset = input.offset,
+                            attempt, "shutdown interrupted the retries of this record: it is not \
+                             committed, nor anything after it in its partition, and is read again"
+                        );
                         return Err(None);
                     }
                     attempt += 1;

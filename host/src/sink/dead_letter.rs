@@ -5,7 +5,11 @@
 //! headers, plus `sluice.*` headers naming the source topic, partition and
 //! offset, the plugin and its content hash, the error kind and message, and
 //! the time it was dead-lettered, and the provenance header naming the
-//! plugin versions that processed it.
+//! plugin versions that processed it. The error message is cut to
+//! [`MAX_MESSAGE`] bytes. A copy the producer refuses as too large is sent
+//! again without its value, with `sluice.value.omitted` giving the value's
+//! size: the record is still at its source offset, and one oversized
+//! record never wedges its partition.
 
 use rdkafka::message::{Header, OwnedHeaders};
 
@@ -20,6 +24,22 @@ pub const H_PLUGIN_HASH: &str = "sluice.plugin.sha256";
 pub const H_KIND: &str = "sluice.error.kind";
 pub const H_MESSAGE: &str = "sluice.error.message";
 pub const H_TIMESTAMP: &str = "sluice.dead_lettered_at";
+pub const H_OMITTED: &str = "sluice.value.omitted";
+
+/// Longest error message a dead letter carries, in bytes.
+pub const MAX_MESSAGE: usize = 4096;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
 
 /// The provenance header: its name and, when plugins processed the record,
 /// their versions (see [`crate::pipeline::work::Work::provenance`]).
@@ -46,7 +66,7 @@ pub fn headers(record: &Input, failure: &Failure, provenance: Provenance<'_>) ->
         (H_PLUGIN, &failure.plugin),
         (H_PLUGIN_HASH, &failure.hash),
         (H_KIND, failure.kind),
-        (H_MESSAGE, &failure.message),
+        (H_MESSAGE, cut(&failure.message, MAX_MESSAGE)),
         (H_TIMESTAMP, &now),
     ];
     for (key, value) in fields.into_iter().chain(provenance) {
@@ -98,6 +118,36 @@ impl DeadLetterWriter {
         if let Some(k) = key {
             rec = rec.key(k);
         }
-        super::kafka::enqueue(&self.producer, rec).await
+        match super::kafka::enqueue(&self.producer, rec).await {
+            Err(e) if super::kafka::refuses_record(&e) => {
+                let omitted = format!("{} bytes: {e}", payload.len());
+                let h = headers(record, failure, provenance).insert(Header {
+                    key: H_OMITTED,
+                    value: Some(&omitted),
+                });
+                let empty: &[u8] = &[];
+                let mut rec = rdkafka::producer::FutureRecord::to(&self.topic)
+                    .payload(empty)
+                    .headers(h);
+                if let Some(k) = key {
+                    rec = rec.key(k);
+                }
+                super::kafka::enqueue(&self.producer, rec).await
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn messages_are_cut_on_a_character_boundary() {
+        assert_eq!(cut("short", 10), "short");
+        assert_eq!(cut("abcdef", 3), "abc");
+        // "é" is two bytes: never split it.
+        assert_eq!(cut("aé", 2), "a");
     }
 }

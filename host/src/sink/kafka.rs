@@ -181,19 +181,64 @@ pub async fn enqueue(
     producer: &FutureProducer,
     mut rec: FutureRecord<'_, [u8], [u8]>,
 ) -> Result<DeliveryFuture, KafkaError> {
+    let mut waited = 0u32;
     loop {
         match producer.send_result(rec) {
-            Ok(f) => return Ok(f),
+            Ok(f) => {
+                if waited > 0 {
+                    tracing::info!("topic known again; producing");
+                }
+                return Ok(f);
+            }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                 rec = r;
                 tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            // The topic is being created or recreated, or metadata has not
+            // settled: wait for it rather than dead-letter the record.
+            Err((
+                KafkaError::MessageProduction(
+                    code @ (RDKafkaErrorCode::UnknownTopic | RDKafkaErrorCode::UnknownPartition),
+                ),
+                r,
+            )) => {
+                if waited == 0 {
+                    tracing::warn!(topic = r.topic, error = %code, "topic unknown to the broker; waiting for it");
+                }
+                waited += 1;
+                rec = r;
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(waited.min(10)))).await;
             }
             Err((e, _)) => return Err(e),
         }
     }
 }
 
-fn producer(
+/// Whether a produce error means the broker will never take this one
+/// record (too large, invalid), so it belongs in the dead-letter topic.
+/// Every other error is the producer's or the cluster's state, which
+/// stops the pipeline without committing past the record.
+pub fn refuses_record(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e,
+        KafkaError::MessageProduction(
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::InvalidMessage
+                | C::InvalidRecord
+                | C::MessageBatchTooLarge
+                | C::InvalidRequiredAcks
+                | C::PolicyViolation
+        )
+    )
+}
+
+/// The one recipe for every producer sluice makes (pipelines' outputs and
+/// dead letters, the SQL source): idempotent, with the Java-compatible
+/// murmur2 partitioner so keyed records land where other clients put the
+/// same key.
+pub fn producer(
     brokers: &str,
     security: &Security,
     codec: Option<Compression>,
@@ -215,6 +260,11 @@ fn producer(
     props
         .entry("linger.ms".into())
         .or_insert_with(|| "5".into());
+    // A broker outage of any length is waited out, not turned into a
+    // failed delivery that stops the pipeline: 0 means no timeout.
+    props
+        .entry("message.timeout.ms".into())
+        .or_insert_with(|| "0".into());
     b.build(&props)?
         .create()
         .map_err(|e| format!("cannot create Kafka producer: {e}"))

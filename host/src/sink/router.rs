@@ -121,6 +121,14 @@ impl Router {
         if work.failure.is_none()
             && let Err(e) = self.write_outputs(&mut work, &mut acks, &mut rows).await
         {
+            if !super::kafka::refuses_record(&e) {
+                // The producer itself failed: stop without committing this
+                // record or anything after it in its partition.
+                work.tracker.halt(work.record.offset);
+                return Some(Box::pin(async move {
+                    Err(anyhow::anyhow!("fatal produce error: {e}"))
+                }));
+            }
             // The broker would never take this output (too large, say):
             // dead-letter the source record instead. Writes already
             // enqueued for it stand; duplicates are allowed, loss is not.
@@ -145,6 +153,9 @@ impl Router {
             {
                 Ok(ack) => acks.push(ack),
                 Err(e) => {
+                    // Nothing after this record may be written or committed
+                    // in its partition: it is read again after a restart.
+                    work.tracker.halt(work.record.offset);
                     return Some(Box::pin(async move {
                         Err(anyhow::anyhow!("fatal produce error on dead letter: {e}"))
                     }));

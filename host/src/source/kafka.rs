@@ -73,6 +73,19 @@ impl Trackers {
         Some(tracker)
     }
 
+    /// Each partition with records still in flight: (topic, partition,
+    /// records in flight).
+    pub fn in_flight(&self) -> Vec<(Arc<str>, i32, usize)> {
+        let mut v: Vec<_> = self
+            .lock()
+            .values()
+            .map(|t| (t.topic.clone(), t.partition, t.in_flight()))
+            .filter(|(_, _, n)| *n > 0)
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Revoke everything (shutdown).
     pub fn revoke_all(&self) {
         for (_, t) in self.lock().drain() {
@@ -85,15 +98,46 @@ impl Trackers {
 /// pipeline.
 const REVOKE_DRAIN: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// Consumer context: revokes trackers before partitions go, exports lag.
+/// Consumer context: revokes trackers before partitions go, exports lag
+/// and whether the brokers are reachable.
 pub struct SourceContext {
     pub pipeline: String,
     pub trackers: Arc<Trackers>,
     pub metrics: PipelineMetrics,
+    /// Whether a broker was up at the last statistics report (1), down
+    /// (0), or not known yet (-1); a change is logged once.
+    pub brokers_up: std::sync::atomic::AtomicI8,
+}
+
+impl SourceContext {
+    pub fn new(pipeline: &str, trackers: Arc<Trackers>, metrics: PipelineMetrics) -> Self {
+        SourceContext {
+            pipeline: pipeline.to_owned(),
+            trackers,
+            metrics,
+            brokers_up: std::sync::atomic::AtomicI8::new(-1),
+        }
+    }
 }
 
 impl ClientContext for SourceContext {
     fn stats(&self, stats: Statistics) {
+        // Real brokers have a node id; bootstrap entries do not.
+        let up = stats
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP");
+        self.metrics.brokers_up.set(if up { 1.0 } else { 0.0 });
+        let was = self
+            .brokers_up
+            .swap(i8::from(up), std::sync::atomic::Ordering::Relaxed);
+        match (was, up) {
+            (1 | -1, false) => {
+                tracing::warn!(pipeline = %self.pipeline, "no broker reachable; sluice keeps retrying and resumes by itself")
+            }
+            (0, true) => tracing::info!(pipeline = %self.pipeline, "broker reachable again"),
+            _ => {}
+        }
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
                 if *partition >= 0 && p.consumer_lag >= 0 {

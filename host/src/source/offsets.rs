@@ -1,6 +1,8 @@
-//! Per-partition offset tracking for at-least-once delivery.
+//! Per-partition offset tracking: the one place that says when an offset
+//! may be committed, to Kafka (at-least-once) or to a database's offsets
+//! table (exactly-once).
 //!
-//! When an offset may be committed: offset `o` of a partition may be stored
+//! At-least-once. Offset `o` of a partition may be stored
 //! (and so committed) only when the record at `o`, and every earlier record
 //! of that partition read in this assignment, is *finished*: every output
 //! acknowledged by its sink, or the record dead-lettered with the
@@ -8,6 +10,21 @@
 //! out of order; the tracker only ever reports the end of the contiguous
 //! finished prefix. After `revoke`, the tracker reports nothing, so a
 //! partition that moved to another consumer is never committed from here.
+//!
+//! Exactly-once. A partition's row in the offsets table holds the next
+//! offset to write and the generation of the member that last claimed it.
+//! On assignment this member claims the row (the generation goes up by
+//! one, see [`Claim`]) and reads from the table's offset, whatever Kafka
+//! says. A transaction may then move the row from `claim.next` to `n` only
+//! when (1) it writes the rows of every record of the partition in
+//! `claim.next..n` that this member read, so the row only ever records the
+//! contiguous finished prefix; (2) none of those records is at or past the
+//! partition's halt point (a record abandoned at shutdown or whose dead
+//! letter failed: see [`PartitionTracker::halt`]); and (3) the row still
+//! holds this member's generation and `claim.next`, checked in the same
+//! statement (compare-and-set), so a member that lost the partition
+//! commits nothing for it and the stored offset never moves backward. The
+//! SQL batcher (`sink::sql`) carries these checks out.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -29,7 +46,27 @@ pub struct PartitionTracker {
     skip_below: AtomicI64,
     /// Set on revoke; checked per record without taking the lock.
     revoked: AtomicBool,
+    /// The first offset that must not be written or committed in this
+    /// assignment (`i64::MAX`: none).
+    halted_at: AtomicI64,
+    /// After a seek back: later records read before the seek took effect
+    /// are dropped until one at or below this offset arrives.
+    rewind_upto: AtomicI64,
+    /// Exactly-once: this member's claim on the partition's offsets row.
+    claim: Mutex<Option<Claim>>,
     max_in_flight: usize,
+}
+
+/// Exactly-once: a member's hold on a partition's row in the offsets
+/// table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// The generation this member wrote when it claimed the row; any later
+    /// claim by another member fences this one.
+    pub generation: i64,
+    /// The next offset to write, as the row holds it after this member's
+    /// last commit.
+    pub next: i64,
 }
 
 #[derive(Debug, Default)]
@@ -47,8 +84,57 @@ impl PartitionTracker {
             permits: Arc::new(Semaphore::new(max_in_flight)),
             skip_below: AtomicI64::new(i64::MIN),
             revoked: AtomicBool::new(false),
+            halted_at: AtomicI64::new(i64::MAX),
+            rewind_upto: AtomicI64::new(i64::MIN),
+            claim: Mutex::new(None),
             max_in_flight,
         }
+    }
+
+    /// Nothing at or past `offset` may be written or committed in this
+    /// assignment: the record there was abandoned (shutdown) or could not
+    /// be dead-lettered, so it will be read again, and everything after it
+    /// with it.
+    pub fn halt(&self, offset: i64) {
+        self.halted_at.fetch_min(offset, Ordering::AcqRel);
+    }
+
+    /// Whether the record at `offset` is at or past the halt point.
+    pub fn halts(&self, offset: i64) -> bool {
+        offset >= self.halted_at.load(Ordering::Acquire)
+    }
+
+    /// The consumer was sought back from the record at `upto`: records
+    /// above `upto` may still arrive from before the seek, and are dropped
+    /// until the first record at or below it.
+    pub fn rewind(&self, upto: i64) {
+        self.rewind_upto.store(upto, Ordering::Release);
+    }
+
+    /// Whether the record at `offset` is a stale read from before a seek
+    /// back (and so is dropped). The first record at or below the seek
+    /// point ends the rewind.
+    pub fn stale(&self, offset: i64) -> bool {
+        let upto = self.rewind_upto.load(Ordering::Acquire);
+        if upto == i64::MIN {
+            return false;
+        }
+        if offset > upto {
+            return true;
+        }
+        self.rewind_upto.store(i64::MIN, Ordering::Release);
+        false
+    }
+
+    /// Exactly-once: this member's claim on the partition, once made.
+    pub fn claim(&self) -> Option<Claim> {
+        *self.claim.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Exactly-once: record the claim, or the row's new offset after a
+    /// commit.
+    pub fn set_claim(&self, claim: Claim) {
+        *self.claim.lock().unwrap_or_else(|e| e.into_inner()) = Some(claim);
     }
 
     /// Skip records below `offset` (they are already written).
@@ -151,6 +237,29 @@ mod tests {
         t.begin(1);
         assert_eq!(t.finish(7), None);
         assert_eq!(t.in_flight(), 1);
+    }
+
+    #[test]
+    fn halt_covers_the_offset_and_everything_after() {
+        let t = t();
+        assert!(!t.halts(i64::MAX - 1));
+        t.halt(7);
+        t.halt(9);
+        assert!(!t.halts(6));
+        assert!(t.halts(7));
+        assert!(t.halts(100));
+    }
+
+    #[test]
+    fn a_rewind_drops_reads_from_before_the_seek() {
+        let t = t();
+        assert!(!t.stale(50));
+        t.rewind(40);
+        assert!(t.stale(51));
+        assert!(t.stale(41));
+        assert!(!t.stale(30));
+        // Over: later offsets flow again.
+        assert!(!t.stale(41));
     }
 
     #[test]

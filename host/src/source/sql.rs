@@ -8,7 +8,7 @@
 //! restart at worst publishes in-flight rows again (duplicates, never loss).
 //! A row counts as published only once the broker acknowledged it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -16,7 +16,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::kafka::{PropertyBuilder, Security};
+use crate::config::kafka::Security;
 
 /// A query whose rows become records.
 #[derive(Debug, Clone, Deserialize)]
@@ -64,7 +64,8 @@ impl InFlight {
     /// Keep only keys the latest poll returned, and say which of those to
     /// publish now.
     pub fn due(&mut self, keys: &[String], now: Instant, retry_after: Duration) -> Vec<usize> {
-        self.published.retain(|k, _| keys.contains(k));
+        let returned: HashSet<&str> = keys.iter().map(String::as_str).collect();
+        self.published.retain(|k, _| returned.contains(k.as_str()));
         keys.iter()
             .enumerate()
             .filter(|(_, k)| {
@@ -101,15 +102,10 @@ pub async fn run(cfg: SqlSourceConfig, cancel: CancellationToken) -> anyhow::Res
         .connect(&cfg.url)
         .await
         .with_context(|| format!("{at}: cannot connect"))?;
-    let mut b = PropertyBuilder::new();
-    b.set("bootstrap.servers", &cfg.brokers, "brokers");
-    b.set("enable.idempotence", "true", "sluice (idempotent producer)");
-    b.security(&cfg.security).map_err(anyhow::Error::msg)?;
-    let producer: FutureProducer = b
-        .build(&Default::default())
-        .map_err(anyhow::Error::msg)?
-        .create()
-        .with_context(|| format!("{at}: producer"))?;
+    let producer: FutureProducer =
+        crate::sink::kafka::producer(&cfg.brokers, &cfg.security, None, &Default::default())
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("{at}: producer"))?;
     // Each row as JSON text, whatever its columns.
     let sql = format!("SELECT row_to_json(q)::text FROM ({}) q", cfg.query);
     let mut inflight = InFlight::default();
@@ -126,15 +122,29 @@ pub async fn run(cfg: SqlSourceConfig, cancel: CancellationToken) -> anyhow::Res
                 }
             }
         };
+        // A row without a key cannot be tracked, so it is skipped (and
+        // counted) rather than stopping every pipeline of the file.
+        let mut keyless = 0usize;
+        let mut keyed = Vec::with_capacity(rows.len());
         let mut keys = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let v: serde_json::Value = serde_json::from_str(r)?;
+        for r in rows {
+            let v: serde_json::Value = serde_json::from_str(&r)?;
             let key = match v.get(&cfg.key) {
                 Some(serde_json::Value::String(s)) => s.clone(),
                 Some(other) if !other.is_null() => other.to_string(),
-                _ => anyhow::bail!("{at}: a row has no value in key column `{}`", cfg.key),
+                _ => {
+                    keyless += 1;
+                    continue;
+                }
             };
             keys.push(key);
+            keyed.push(r);
+        }
+        let rows = keyed;
+        if keyless > 0 {
+            metrics::counter!(crate::metrics::SQL_SOURCE_KEYLESS, "source" => cfg.name.clone())
+                .increment(keyless as u64);
+            tracing::warn!(source = %cfg.name, rows = keyless, key = %cfg.key, "rows with a NULL or missing key column skipped");
         }
         let now = Instant::now();
         let due = inflight.due(&keys, now, cfg.retry_after);

@@ -2,10 +2,14 @@
 //! one small interface: create tables, write a batch in one transaction
 //! (optionally with the consumer's offsets), isolate bad rows.
 //!
-//! Promise: a batch and its offsets commit together or not at all. In
-//! isolation mode every row runs under its own savepoint, so a row the
-//! database rejects is rolled back alone and reported with the database's
-//! error, and the other rows still commit.
+//! Promise: a batch and its offsets commit together or not at all, and the
+//! offsets are written only by compare-and-set against the writer's
+//! [`Claim`] (generation and expected next offset), so a member that lost a
+//! partition writes nothing for it. In isolation mode every row runs under
+//! its own savepoint, so a row the database rejects is rolled back alone
+//! and reported with the database's error, and the other rows still
+//! commit. [`is_row_error`] tells such a refusal from a database state
+//! that passes (read-only, full, locked, a deadlock, a lost connection).
 
 use std::str::FromStr;
 
@@ -16,6 +20,7 @@ use sqlx::{Postgres, QueryBuilder, Sqlite, Transaction};
 
 use super::row::{TableSpec, Value};
 use crate::config::sql::{ColumnType, OnConflict};
+use crate::source::offsets::Claim;
 
 /// Most bind parameters in one statement (both databases accept more).
 const MAX_PARAMS: usize = 30_000;
@@ -40,8 +45,53 @@ pub struct TableRows<'a> {
     pub rows: Vec<(usize, &'a [Value])>,
 }
 
-/// Offsets written with a batch: (group, topic, partition, next offset).
-pub type OffsetRow<'a> = (&'a str, &'a str, i32, i64);
+/// One partition's offsets row, moved with a batch from `claim.next` to
+/// `next`, provided it still holds `claim`.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetWrite<'a> {
+    pub group: &'a str,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub claim: Claim,
+    pub next: i64,
+}
+
+/// What writing a batch came to.
+pub enum Written {
+    /// Written and not yet committed, with the rows the database refused
+    /// (isolation mode only), by id with its error.
+    Ready(Tx, Vec<(usize, String)>),
+    /// These offsets rows (indexes into the offsets given) no longer hold
+    /// the writer's claim: another member claimed the partition since.
+    /// Nothing was written.
+    Fenced(Vec<usize>),
+}
+
+/// Whether a database error belongs to the row: a constraint, type or
+/// value the database refuses, which the same row would meet again. Every
+/// other error is the database's state (read-only, disk full, a deadlock
+/// or serialization failure, a lock or statement timeout, SQLite busy or
+/// locked, a lost connection), which passes, so the write is retried.
+pub fn is_row_error(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(d) = e else {
+        return false;
+    };
+    let Some(code) = d.code() else {
+        return false;
+    };
+    if d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        // SQLSTATE classes 22 (data exception) and 23 (integrity
+        // constraint violation), and 42804 (datatype mismatch).
+        code.starts_with("22") || code.starts_with("23") || code == "42804"
+    } else {
+        // SQLite's primary result code is the low byte of the extended
+        // one: 18 TOOBIG, 19 CONSTRAINT, 20 MISMATCH, 25 RANGE.
+        code.parse::<i64>()
+            .is_ok_and(|c| matches!(c & 0xff, 18 | 19 | 20 | 25))
+    }
+}
 
 impl Tx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
@@ -132,15 +182,35 @@ fn offsets_ddl(table: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {} (group_id TEXT NOT NULL, topic TEXT NOT NULL, \
          \"partition\" INTEGER NOT NULL, next_offset BIGINT NOT NULL, \
+         generation BIGINT NOT NULL DEFAULT 0, \
          PRIMARY KEY (group_id, topic, \"partition\"))",
         quote(table)
     )
 }
 
-fn offsets_upsert(table: &str) -> String {
+/// Claim a partition's row: create it at `$4` or bump its generation.
+fn offsets_claim(table: &str) -> String {
     format!(
-        "INSERT INTO {} (group_id, topic, \"partition\", next_offset) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (group_id, topic, \"partition\") DO UPDATE SET next_offset = excluded.next_offset",
+        "INSERT INTO {} AS o (group_id, topic, \"partition\", next_offset, generation) \
+         VALUES ($1, $2, $3, $4, 1) \
+         ON CONFLICT (group_id, topic, \"partition\") DO UPDATE SET generation = o.generation + 1 \
+         RETURNING next_offset, generation",
+        quote(table)
+    )
+}
+
+/// Move a row to `$1`, only if it still holds generation `$5` and offset `$6`.
+fn offsets_cas(table: &str) -> String {
+    format!(
+        "UPDATE {} SET next_offset = $1 WHERE group_id = $2 AND topic = $3 \
+         AND \"partition\" = $4 AND generation = $5 AND next_offset = $6",
+        quote(table)
+    )
+}
+
+fn offsets_read(table: &str) -> String {
+    format!(
+        "SELECT next_offset, generation FROM {} WHERE group_id = $1 AND topic = $2 AND \"partition\" = $3",
         quote(table)
     )
 }
@@ -168,6 +238,28 @@ macro_rules! write_batch {
     ($DB:ty, $tx:expr, $tables:expr, $offsets:expr, $offsets_table:expr, $isolate:expr) => {{
         let tx = $tx;
         let mut bad: Vec<(usize, String)> = Vec::new();
+        // The offsets first: a fenced batch writes nothing else.
+        let mut fenced = Vec::new();
+        if !$offsets.is_empty() {
+            let sql = offsets_cas($offsets_table);
+            for (i, o) in $offsets.iter().enumerate() {
+                let done = sqlx::query(&sql)
+                    .bind(o.next)
+                    .bind(o.group)
+                    .bind(o.topic)
+                    .bind(o.partition)
+                    .bind(o.claim.generation)
+                    .bind(o.claim.next)
+                    .execute(&mut **tx)
+                    .await?;
+                if done.rows_affected() != 1 {
+                    fenced.push(i);
+                }
+            }
+        }
+        if !fenced.is_empty() {
+            return Ok(Written::Fenced(fenced));
+        }
         for t in $tables {
             let spec = t.spec;
             if !$isolate {
@@ -200,7 +292,7 @@ macro_rules! write_batch {
                                 .execute(&mut **tx)
                                 .await?;
                         }
-                        Err(sqlx::Error::Database(e)) => {
+                        Err(e) if is_row_error(&e) => {
                             bad.push((*id, e.to_string()));
                             sqlx::query("ROLLBACK TO SAVEPOINT sluice_row")
                                 .execute(&mut **tx)
@@ -212,18 +304,6 @@ macro_rules! write_batch {
                         Err(e) => return Err(e),
                     }
                 }
-            }
-        }
-        if !$offsets.is_empty() {
-            let sql = offsets_upsert($offsets_table);
-            for (group, topic, partition, next) in $offsets {
-                sqlx::query(&sql)
-                    .bind(*group)
-                    .bind(*topic)
-                    .bind(*partition)
-                    .bind(*next)
-                    .execute(&mut **tx)
-                    .await?;
             }
         }
         Ok(bad)
@@ -247,6 +327,7 @@ impl Db {
         } else {
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections.max(1))
+                .acquire_timeout(std::time::Duration::from_secs(10))
                 .connect(url)
                 .await?;
             Ok(Db::Pg(pool))
@@ -273,24 +354,80 @@ impl Db {
                 Db::Lite(p) => sqlx::query(&s).execute(p).await.map(|_| ())?,
             }
         }
+        // Offsets tables made before claims existed lack the generation.
+        if let Some(t) = offsets_table {
+            let add = format!(
+                "ALTER TABLE {} ADD COLUMN generation BIGINT NOT NULL DEFAULT 0",
+                quote(t)
+            );
+            match self {
+                Db::Pg(p) => {
+                    let add = add.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS");
+                    sqlx::query(&add).execute(p).await?;
+                }
+                Db::Lite(p) => {
+                    let has: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM pragma_table_info($1) WHERE name = 'generation'",
+                    )
+                    .bind(t)
+                    .fetch_one(p)
+                    .await?;
+                    if has == 0 {
+                        sqlx::query(&add).execute(p).await?;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
-    /// The next offset to read for a partition, from the offsets table.
-    pub async fn next_offset(
+    /// Claim a partition for this member: bump its row's generation (or
+    /// create the row at `first`, the offset the consumer is at) and
+    /// return the claim, whose `next` is where reading must resume.
+    pub async fn claim(
         &self,
         offsets_table: &str,
         group: &str,
         topic: &str,
         partition: i32,
-    ) -> Result<Option<i64>, sqlx::Error> {
-        let sql = format!(
-            "SELECT next_offset FROM {} WHERE group_id = $1 AND topic = $2 AND \"partition\" = $3",
-            quote(offsets_table)
-        );
+        first: i64,
+    ) -> Result<Claim, sqlx::Error> {
+        let sql = offsets_claim(offsets_table);
+        let (next, generation): (i64, i64) = match self {
+            Db::Pg(p) => {
+                sqlx::query_as(&sql)
+                    .bind(group)
+                    .bind(topic)
+                    .bind(partition)
+                    .bind(first)
+                    .fetch_one(p)
+                    .await?
+            }
+            Db::Lite(p) => {
+                sqlx::query_as(&sql)
+                    .bind(group)
+                    .bind(topic)
+                    .bind(partition)
+                    .bind(first)
+                    .fetch_one(p)
+                    .await?
+            }
+        };
+        Ok(Claim { generation, next })
+    }
+
+    /// A partition's offsets row as it is now: (next offset, generation).
+    pub async fn read_offsets(
+        &self,
+        offsets_table: &str,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<(i64, i64)>, sqlx::Error> {
+        let sql = offsets_read(offsets_table);
         match self {
             Db::Pg(p) => {
-                sqlx::query_scalar::<_, i64>(&sql)
+                sqlx::query_as(&sql)
                     .bind(group)
                     .bind(topic)
                     .bind(partition)
@@ -298,7 +435,7 @@ impl Db {
                     .await
             }
             Db::Lite(p) => {
-                sqlx::query_scalar::<_, i64>(&sql)
+                sqlx::query_as(&sql)
                     .bind(group)
                     .bind(topic)
                     .bind(partition)
@@ -308,29 +445,29 @@ impl Db {
         }
     }
 
-    /// Write a batch in a new transaction, without committing it. Returns
-    /// the transaction and, in isolation mode, the rows the database refused
-    /// (by id, with its error). Outside isolation mode a refused row fails
-    /// the whole call with a `sqlx::Error::Database`.
+    /// Write a batch in a new transaction, without committing it: the
+    /// offsets rows by compare-and-set first, then the rows. Outside
+    /// isolation mode a refused row fails the whole call with an error for
+    /// which [`is_row_error`] holds.
     pub async fn write(
         &self,
         tables: &[TableRows<'_>],
-        offsets: &[OffsetRow<'_>],
+        offsets: &[OffsetWrite<'_>],
         offsets_table: &str,
         isolate: bool,
-    ) -> Result<(Tx, Vec<(usize, String)>), sqlx::Error> {
+    ) -> Result<Written, sqlx::Error> {
         match self {
             Db::Pg(p) => {
                 let mut tx = p.begin().await?;
                 let bad: Result<Vec<(usize, String)>, sqlx::Error> =
                     write_batch!(Postgres, &mut tx, tables, offsets, offsets_table, isolate);
-                Ok((Tx::Pg(tx), bad?))
+                Ok(Written::Ready(Tx::Pg(tx), bad?))
             }
             Db::Lite(p) => {
                 let mut tx = p.begin().await?;
                 let bad: Result<Vec<(usize, String)>, sqlx::Error> =
                     write_batch!(Sqlite, &mut tx, tables, offsets, offsets_table, isolate);
-                Ok((Tx::Lite(tx), bad?))
+                Ok(Written::Ready(Tx::Lite(tx), bad?))
             }
         }
     }

@@ -4,17 +4,22 @@
 //! When an offset may be committed: a record that has rows in a batch is
 //! handed back (and may then be finished by its partition tracker) only
 //! after the batch's transaction commits. In exactly-once mode every record
-//! passes through the batcher in order, the transaction also writes each
-//! partition's next offset to the offsets table, and writes the record's
-//! other acknowledgements (Kafka outputs, dead letters) must be acknowledged
-//! before that transaction commits; on assignment the consumer skips what
-//! the offsets table says is already written.
+//! passes through the batcher in order, the transaction also moves each
+//! partition's row in the offsets table, under the rule that
+//! [`crate::source::offsets`] states, and the record's other
+//! acknowledgements (Kafka outputs, dead letters) must land before that
+//! transaction commits. Records of a revoked, halted or fenced partition
+//! are handed back abandoned: never written, never finished.
 //!
 //! A batch flushes at `batch_rows` rows or when its oldest job is
-//! `batch_age` old. A batch the database refuses is retried with one
-//! savepoint per row: rows it still refuses go to the dead-letter topic with
-//! the database's error, and the rest commit. Connection failures are
-//! retried with backoff, forever, because dropping the batch would lose it.
+//! `batch_age` old. A batch the database refuses because of a row is
+//! retried with one savepoint per row: rows it still refuses go to the
+//! dead-letter topic with the database's error, and the rest commit. Every
+//! other failure (the database unreachable, read-only, full, locked) is
+//! retried with backoff until it passes or sluice shuts down, because
+//! dropping the batch would lose it. When a commit's outcome is unknown
+//! (the connection dropped), exactly-once mode reads the offsets table to
+//! learn it before writing anything again.
 
 pub mod db;
 pub mod row;
@@ -28,13 +33,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use db::{Db, OffsetRow, TableRows};
+use db::{Db, OffsetWrite, TableRows, Written};
 use row::{TableSpec, Value};
 
 use super::dead_letter::DeadLetterWriter;
 use crate::config::pipeline::Pipeline;
 use crate::config::sql::SqlConfig;
 use crate::pipeline::work::{Failure, Work};
+use crate::source::offsets::{Claim, PartitionTracker};
 
 /// One row of a job: which table, its values, which output it came from.
 pub struct JobRow {
@@ -76,9 +82,6 @@ impl SqlSink {
         dead_letters: DeadLetterWriter,
         cancel: CancellationToken,
     ) -> anyhow::Result<(Self, tokio::task::JoinHandle<anyhow::Result<()>>)> {
-        let db = Db::connect(&cfg.url, cfg.max_connections)
-            .await
-            .with_context(|| format!("cannot connect to {}", redact(&cfg.url)))?;
         let mut tables = Vec::new();
         let mut routes = BTreeMap::new();
         for (name, r) in &p.routes {
@@ -87,12 +90,7 @@ impl SqlSink {
                 tables.push(TableSpec::new(t));
             }
         }
-        db.prepare(
-            &tables,
-            cfg.exactly_once.then_some(cfg.offsets_table.as_str()),
-        )
-        .await
-        .context("creating tables")?;
+        let db = connect(p, cfg, &tables, &cancel).await?;
         let (tx, rx) = mpsc::channel(cfg.batch_rows.max(64));
         let sink = SqlSink {
             tx,
@@ -126,12 +124,102 @@ impl SqlSink {
             .map_err(|_| anyhow::anyhow!("SQL batcher stopped"))
     }
 
-    /// Exactly-once mode: the next offset the database has for a partition.
-    pub async fn next_offset(&self, topic: &str, partition: i32) -> anyhow::Result<Option<i64>> {
-        Ok(self
-            .db
-            .next_offset(&self.offsets_table, &self.group, topic, partition)
-            .await?)
+    /// Exactly-once mode: claim a partition that was just assigned, with
+    /// `first` the offset the consumer is at. Retried with backoff while
+    /// the database is unavailable; `None` means sluice is shutting down.
+    pub async fn claim(
+        &self,
+        topic: &str,
+        partition: i32,
+        first: i64,
+        cancel: &CancellationToken,
+    ) -> Option<Claim> {
+        let mut attempt = 0u32;
+        loop {
+            match self
+                .db
+                .claim(&self.offsets_table, &self.group, topic, partition, first)
+                .await
+            {
+                Ok(c) => {
+                    if attempt > 0 {
+                        tracing::info!(
+                            topic,
+                            partition,
+                            "database available again; partition claimed"
+                        );
+                    }
+                    return Some(c);
+                }
+                Err(e) => {
+                    attempt += 1;
+                    if attempt == 1 {
+                        tracing::warn!(topic, partition, error = %e, "database unavailable: cannot claim the partition; retrying");
+                    }
+                    if !pause(attempt, cancel).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Connect and create the tables, waiting while the database is
+/// unavailable. Only a URL that cannot work, or shutdown, ends the wait.
+async fn connect(
+    p: &Pipeline,
+    cfg: &SqlConfig,
+    tables: &[TableSpec],
+    cancel: &CancellationToken,
+) -> anyhow::Result<Db> {
+    let mut attempt = 0u32;
+    loop {
+        let tried = async {
+            let db = Db::connect(&cfg.url, cfg.max_connections).await?;
+            db.prepare(
+                tables,
+                cfg.exactly_once.then_some(cfg.offsets_table.as_str()),
+            )
+            .await?;
+            Ok::<_, sqlx::Error>(db)
+        }
+        .await;
+        let e = match tried {
+            Ok(db) => {
+                if attempt > 0 {
+                    tracing::info!(pipeline = %p.name, "database available again");
+                }
+                return Ok(db);
+            }
+            Err(e @ sqlx::Error::Configuration(_)) => {
+                return Err(anyhow::Error::from(e))
+                    .with_context(|| format!("sql.url: cannot use {}", redact(&cfg.url)));
+            }
+            Err(e) => e,
+        };
+        attempt += 1;
+        if attempt == 1 {
+            tracing::warn!(pipeline = %p.name, url = %redact(&cfg.url), error = %e, "database unavailable; waiting for it");
+        }
+        if !pause(attempt, cancel).await {
+            anyhow::bail!(
+                "shut down while waiting for the database at {}: {e}",
+                redact(&cfg.url)
+            );
+        }
+    }
+}
+
+/// Back off before retry number `attempt` (100 ms doubling to 10 s);
+/// `false` when sluice shuts down first.
+async fn pause(attempt: u32, cancel: &CancellationToken) -> bool {
+    let delay = Duration::from_millis(100)
+        .saturating_mul(2u32.saturating_pow(attempt.min(7)))
+        .min(Duration::from_secs(10));
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = cancel.cancelled() => false,
     }
 }
 
@@ -210,7 +298,86 @@ impl Batcher {
             }
             jobs.push(job);
         }
-        // Rows per table; duplicate keys collapse to the last one.
+        let mut attempt = 0u32;
+        let mut isolate = false;
+        loop {
+            // Records this member may no longer write go back unwritten.
+            let (keep, gone): (Vec<SqlJob>, Vec<SqlJob>) =
+                jobs.into_iter().partition(|j| self.may_write(&j.work));
+            jobs = keep;
+            abandon(gone);
+            if jobs.is_empty() {
+                return Ok(());
+            }
+            let (per_table, ids) = self.rows(&jobs);
+            let (offsets, trackers) = self.offsets(&jobs);
+            let written = self
+                .db
+                .write(&per_table, &offsets, &self.offsets_table, isolate)
+                .await;
+            let (tx, bad) = match written {
+                Ok(Written::Ready(tx, bad)) => (tx, bad),
+                Ok(Written::Fenced(lost)) => {
+                    for &i in &lost {
+                        fenced(trackers[i], &offsets[i]);
+                    }
+                    continue;
+                }
+                Err(e) if !isolate && db::is_row_error(&e) => {
+                    tracing::warn!(error = %e, rows = ids.len(), "batch refused; retrying row by row");
+                    isolate = true;
+                    continue;
+                }
+                Err(e) => {
+                    self.backoff(&mut attempt, &e).await?;
+                    continue;
+                }
+            };
+            // Dead letters for refused rows are acknowledged before the
+            // commit, so a crash in between duplicates them rather than
+            // losing them.
+            self.dead_letter_rows(&jobs, &ids, &bad).await?;
+            let committed = match tx.commit().await {
+                Ok(()) => true,
+                Err(e) if self.exactly_once => {
+                    // The commit may have happened: the offsets table says.
+                    tracing::warn!(error = %e, "commit outcome unknown; reading the offsets table");
+                    self.committed(&offsets).await?
+                }
+                Err(e) => {
+                    self.backoff(&mut attempt, &e).await?;
+                    false
+                }
+            };
+            if committed {
+                for (o, t) in offsets.iter().zip(&trackers) {
+                    t.set_claim(Claim {
+                        generation: o.claim.generation,
+                        next: o.next,
+                    });
+                }
+                break;
+            }
+        }
+        for job in jobs {
+            let _ = job.done.send(job.work);
+        }
+        Ok(())
+    }
+
+    /// Whether this member may still write `work`: its partition is not
+    /// revoked or halted at or before it and, in exactly-once mode, it holds
+    /// a claim on the partition.
+    fn may_write(&self, work: &Work) -> bool {
+        let t = &work.tracker;
+        !t.is_revoked()
+            && !t.halts(work.record.offset)
+            && (!self.exactly_once || t.claim().is_some())
+    }
+
+    /// Rows per table, with duplicate keys collapsed to the last one, and
+    /// for each row id its (job, row) position.
+    fn rows<'a>(&'a self, jobs: &'a [SqlJob]) -> (Vec<TableRows<'a>>, Vec<(usize, usize)>) {
         let mut per_table: Vec<TableRows<'_>> = self
             .tables
             .iter()
@@ -238,48 +405,67 @@ impl Batcher {
                 }
             }
         }
-        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        (per_table, ids)
+    }
+
+    /// Exactly-once: each partition's offsets row moves from its claim to
+    /// one past the batch's last record of it. Records reach the batcher
+    /// in partition order and a halt drops every later one, so that is the
+    /// end of the contiguous finished prefix.
+    /// With each write, the tracker of its partition.
+    fn offsets<'a>(
+        &'a self,
+        jobs: &'a [SqlJob],
+    ) -> (Vec<OffsetWrite<'a>>, Vec<&'a PartitionTracker>) {
+        let mut next: BTreeMap<(&str, i32), (OffsetWrite<'a>, &'a PartitionTracker)> =
+            BTreeMap::new();
         if self.exactly_once {
-            for job in &jobs {
+            for job in jobs {
                 let r = &job.work.record;
-                let e = next.entry((r.topic.as_str(), r.partition)).or_insert(0);
-                *e = (*e).max(r.offset + 1);
+                let Some(claim) = job.work.tracker.claim() else {
+                    continue;
+                };
+                let (w, _) = next.entry((r.topic.as_str(), r.partition)).or_insert((
+                    OffsetWrite {
+                        group: &self.group,
+                        topic: r.topic.as_str(),
+                        partition: r.partition,
+                        claim,
+                        next: claim.next,
+                    },
+                    &job.work.tracker,
+                ));
+                w.next = w.next.max(r.offset + 1);
             }
         }
-        let offsets: Vec<OffsetRow<'_>> = next
-            .iter()
-            .map(|((topic, partition), n)| (&*self.group, *topic, *partition, *n))
-            .collect();
+        next.into_values().unzip()
+    }
 
+    /// Exactly-once, after a commit that failed with an unknown outcome:
+    /// whether it happened, from the offsets rows it would have moved. An
+    /// unreachable database is waited for.
+    async fn committed(&self, offsets: &[OffsetWrite<'_>]) -> anyhow::Result<bool> {
         let mut attempt = 0u32;
-        let mut isolate = false;
-        loop {
-            match self
-                .db
-                .write(&per_table, &offsets, &self.offsets_table, isolate)
-                .await
-            {
-                Ok((tx, bad)) => {
-                    // Dead letters for refused rows are acknowledged before
-                    // the commit, so a crash in between duplicates them
-                    // rather than losing them.
-                    self.dead_letter_rows(&jobs, &ids, &bad).await?;
-                    match tx.commit().await {
-                        Ok(()) => break,
-                        Err(e) => self.backoff(&mut attempt, &e).await?,
+        'read: loop {
+            let mut all = true;
+            for o in offsets {
+                match self
+                    .db
+                    .read_offsets(&self.offsets_table, o.group, o.topic, o.partition)
+                    .await
+                {
+                    Ok(Some((next, generation)))
+                        if next == o.next && generation == o.claim.generation => {}
+                    Ok(_) => all = false,
+                    Err(e) => {
+                        self.backoff(&mut attempt, &e).await?;
+                        continue 'read;
                     }
                 }
-                Err(sqlx::Error::Database(e)) if !isolate => {
-                    tracing::warn!(error = %e, rows = ids.len(), "batch refused; retrying row by row");
-                    isolate = true;
-                }
-                Err(e) => self.backoff(&mut attempt, &e).await?,
             }
+            tracing::info!(committed = all, "commit outcome read back");
+            return Ok(all);
         }
-        for job in jobs {
-            let _ = job.done.send(job.work);
-        }
-        Ok(())
     }
 
     async fn dead_letter_rows(
@@ -324,16 +510,30 @@ impl Batcher {
     /// Wait before retrying a failed write; gives up only on shutdown.
     async fn backoff(&self, attempt: &mut u32, e: &sqlx::Error) -> anyhow::Result<()> {
         *attempt += 1;
-        let delay = Duration::from_millis(100)
-            .saturating_mul(2u32.saturating_pow((*attempt).min(7)))
-            .min(Duration::from_secs(10));
-        tracing::warn!(error = %e, attempt = *attempt, ?delay, "database write failed; retrying");
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => Ok(()),
-            _ = self.cancel.cancelled() => {
-                anyhow::bail!("shutting down with an unwritten batch (it will be read again): {e}")
-            }
+        tracing::warn!(error = %e, attempt = *attempt, "database write failed; retrying");
+        if pause(*attempt, &self.cancel).await {
+            Ok(())
+        } else {
+            anyhow::bail!("shutting down with an unwritten batch (it will be read again): {e}")
         }
+    }
+}
+
+/// Another member claimed the partition: halt it here, so its records go
+/// back unwritten; its new owner reads them again.
+fn fenced(t: &PartitionTracker, o: &OffsetWrite<'_>) {
+    tracing::warn!(
+        topic = %o.topic, partition = o.partition, generation = o.claim.generation,
+        "another member claimed the partition; dropping its unwritten records"
+    );
+    t.halt(o.claim.next);
+}
+
+/// Hand records back unwritten: they are neither written nor finished.
+fn abandon(jobs: Vec<SqlJob>) {
+    for mut job in jobs {
+        job.work.abandoned = true;
+        let _ = job.done.send(job.work);
     }
 }
 

@@ -1,0 +1,814 @@
+//! Fault tests: sluice's delivery guarantees under the faults real
+//! pipelines meet. A shutdown during a retry backoff, a `COMMIT` whose
+//! acknowledgement is lost, a database that goes read-only or away, a
+//! restart in the same group. Everything runs against the real broker, a
+//! real PostgreSQL (a private instance where the test stops it) and SQLite,
+//! through the fault proxy of `common::fault` where a connection must fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::fault::{FaultProxy, Mode, PrivatePg};
+use common::{Broker, Sluice, random_name};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `SELECT` one number; `None` when the database or table is not there.
+fn scalar(url: &str, sql: &str) -> Option<i64> {
+    rt().block_on(async {
+        if url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(url).await.ok()?;
+            let v = sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .ok();
+            pool.close().await;
+            v
+        } else {
+            let pool = sqlx::PgPool::connect(url).await.ok()?;
+            let v = sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .ok();
+            pool.close().await;
+            v
+        }
+    })
+}
+
+/// Run statements on a PostgreSQL database.
+fn exec(url: &str, sql: &str) {
+    rt().block_on(async {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        pool.close().await;
+    })
+}
+
+/// The value of a counter on a sluice metrics endpoint (summed over the
+/// label sets that match `name{pipeline="..."` and the extra filter).
+fn metric(port: u16, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0.0;
+    };
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A pipeline file: `plugin` with `params`, into `table` of `url`.
+struct Spec<'a> {
+    broker: &'a str,
+    input: &'a str,
+    dlq: &'a str,
+    group: &'a str,
+    url: &'a str,
+    table: &'a str,
+    sql_extra: &'a str,
+    plugin: &'a str,
+    params: &'a str,
+    retry: &'a str,
+    metrics_port: u16,
+}
+
+fn write_file(path: &Path, s: &Spec<'_>) -> PathBuf {
+    let text = format!(
+        r#"
+[metrics]
+listen = "127.0.0.1:{port}"
+[reload]
+watch = false
+[[pipeline]]
+name = "f"
+source = {{ brokers = "{broker}", topics = ["{input}"], group_id = "{group}", session_timeout = "3s" }}
+dead_letter = {{ topic = "{dlq}" }}
+retry = {{ {retry} }}
+sql = {{ url = "{url}", batch_rows = 100, batch_age = "50ms"{sql_extra} }}
+[pipeline.routes.default.table]
+name = "{table}"
+create = true
+columns = {{ id = {{ type = "text" }}, v = {{ type = "integer" }} }}
+[[pipeline.plugin]]
+path = "{plugin}"
+params = {{ {params} }}
+"#,
+        port = s.metrics_port,
+        broker = s.broker,
+        input = s.input,
+        dlq = s.dlq,
+        group = s.group,
+        url = s.url,
+        table = s.table,
+        sql_extra = if s.sql_extra.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", s.sql_extra)
+        },
+        plugin = common::plugin(s.plugin).display(),
+        params = s.params,
+        retry = s.retry,
+    );
+    std::fs::write(path, text).unwrap();
+    path.to_owned()
+}
+
+fn row(i: usize, extra: &str) -> (String, Vec<u8>) {
+    (
+        format!("k{i}"),
+        format!(r#"{{"id":"k{i}","v":{i}{extra}}}"#).into_bytes(),
+    )
+}
+
+fn rows(range: std::ops::Range<usize>) -> Vec<(String, Vec<u8>)> {
+    range.map(|i| row(i, "")).collect()
+}
+
+/// Wait for `cond`; on a timeout, fail with the logs of `procs`.
+fn wait(procs: &[&Sluice], what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    if !common::poll_until(timeout, &mut cond) {
+        let logs: Vec<String> = procs.iter().map(|p| p.log_text()).collect();
+        panic!(
+            "timed out after {timeout:?} waiting for {what}\n{}",
+            logs.join("\n----\n")
+        );
+    }
+}
+
+fn table_name() -> String {
+    random_name("t").replace('-', "_")
+}
+
+/// Every record of the dead-letter topic, read until `idle` passes quietly.
+fn dead_letters(b: &Broker, dlq: &str, idle: Duration) -> Vec<common::Got> {
+    let c = b.consumer(dlq);
+    common::collect(&c, idle, idle, |_| false)
+}
+
+/// Exactly-once: a record in a retry backoff when SIGTERM arrives is
+/// abandoned; records after it in its partition must not move the offsets
+/// table past it, so after a restart it is written, once.
+#[test]
+fn eo_sigterm_during_a_retry_backoff_skips_no_record() {
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("eo.sqlite").display());
+    let (input, dlq, group, table) = (
+        random_name("in"),
+        random_name("dlq"),
+        random_name("g"),
+        table_name(),
+    );
+    b.create_topic(&input, 1);
+    b.create_topic(&dlq, 1);
+    let port = common::free_port();
+    let spec = |params| Spec {
+        broker: &b.addr,
+        input: &input,
+        dlq: &dlq,
+        group: &group,
+        url: &url,
+        table: &table,
+        sql_extra: "exactly_once = true",
+        plugin: "flaky",
+        params,
+        retry: r#"max_attempts = 1000, initial_backoff = "100ms", max_backoff = "100ms""#,
+        metrics_port: port,
+    };
+    let file = write_file(&dir.path().join("p.toml"), &spec(r#"transient = "BAD""#));
+    let mut records = rows(0..5);
+    records.push(row(5, r#","m":"BAD""#));
+    records.extend(rows(6..26));
+    b.produce(&input, &records);
+
+    let count = format!("SELECT count(*) FROM \"{table}\"");
+    let next = "SELECT coalesce(max(next_offset), 0) FROM sluice_offsets";
+    let mut p = Sluice::run(&file, &dir.path().join("log0"));
+    wait(
+        &[&p],
+        "the rows before the bad one",
+        Duration::from_secs(60),
+        || scalar(&url, &count) == Some(5),
+    );
+    wait(
+        &[&p],
+        "retries of the bad one",
+        Duration::from_secs(30),
+        || metric(port, "sluice_retries_total") >= 3.0,
+    );
+    p.terminate();
+    let stored = scalar(&url, next).unwrap();
+    assert!(
+        stored <= 5,
+        "the offsets table moved past the abandoned record 5 to {stored}\n{}",
+        p.log_text()
+    );
+
+    // The dependency is back: the record goes through.
+    write_file(&dir.path().join("p.toml"), &spec(""));
+    let mut p = Sluice::run(&file, &dir.path().join("log1"));
+    wait(&[&p], "every row", Duration::from_secs(60), || {
+        scalar(&url, next) == Some(26)
+    });
+    assert!(p.terminate(), "{}", p.log_text());
+    assert_eq!(
+        scalar(&url, &count),
+        Some(26),
+        "a record was skipped or doubled"
+    );
+    let distinct = format!("SELECT count(DISTINCT id) FROM \"{table}\"");
+    assert_eq!(scalar(&url, &distinct), Some(26));
+}
+
+/// Exactly-once into PostgreSQL: the connection drops right after `COMMIT`
+/// reached the server, so sluice cannot know whether the batch committed.
+/// It must find out from the offsets table rather than write it again.
+#[test]
+fn eo_a_commit_whose_answer_is_lost_writes_no_duplicate() {
+    const N: usize = 3000;
+    let b = Broker::shared();
+    let pg = PrivatePg::start();
+    let proxy = FaultProxy::start(pg.addr());
+    let dir = tempfile::tempdir().unwrap();
+    let (input, dlq, group, table) = (
+        random_name("in"),
+        random_name("dlq"),
+        random_name("g"),
+        table_name(),
+    );
+    b.create_topic(&input, 2);
+    b.create_topic(&dlq, 1);
+    let url = pg.url_via(&proxy.addr());
+    let file = write_file(
+        &dir.path().join("p.toml"),
+        &Spec {
+            broker: &b.addr,
+            input: &input,
+            dlq: &dlq,
+            group: &group,
+            url: &url,
+            table: &table,
+            sql_extra: "exactly_once = true",
+            plugin: "passthrough",
+            params: "",
+            retry: "",
+            metrics_port: common::free_port(),
+        },
+    );
+    let direct = pg.url();
+    let count = format!("SELECT count(*) FROM \"{table}\"");
+    let mut p = Sluice::run(&file, &dir.path().join("log"));
+    b.produce(&input, &rows(0..N / 2));
+    wait(&[&p], "some rows", Duration::from_secs(60), || {
+        scalar(&direct, &count).is_some_and(|c| c > 0)
+    });
+    // The next COMMIT reaches the server; its answer never comes back.
+    proxy.close_after(b"COMMIT");
+    b.produce(&input, &rows(N / 2..N));
+    wait(
+        &[&p],
+        "the commit to be cut",
+        Duration::from_secs(60),
+        || proxy.fired() == 1,
+    );
+    wait(&[&p], "every row", Duration::from_secs(120), || {
+        scalar(&direct, &count).is_some_and(|c| c >= N as i64)
+    });
+    assert!(p.terminate(), "{}", p.log_text());
+    let rows = scalar(&direct, &count).unwrap();
+    let distinct = scalar(
+        &direct,
+        &format!("SELECT count(DISTINCT id) FROM \"{table}\""),
+    )
+    .unwrap();
+    assert_eq!(distinct, N as i64, "rows lost");
+    assert_eq!(
+        rows, N as i64,
+        "duplicate rows after the lost COMMIT answer"
+    );
+    let next = scalar(
+        &direct,
+        "SELECT sum(next_offset)::bigint FROM sluice_offsets",
+    );
+    assert_eq!(next, Some(N as i64));
+}
+
+/// The database goes read-only mid-stream (as a failed-over standby does).
+/// Its refusals are not the rows' fault: nothing is dead-lettered, and
+/// every row arrives once it is writable again.
+#[test]
+fn a_read_only_database_dead_letters_nothing_and_loses_nothing() {
+    const N: usize = 600;
+    let b = Broker::shared();
+    let admin = common::pg_url();
+    let db = random_name("ro").replace('-', "_");
+    exec(&admin, &format!("CREATE DATABASE {db}"));
+    let url = admin.rsplit_once('/').unwrap().0.to_owned() + "/" + &db;
+    let dir = tempfile::tempdir().unwrap();
+    let (input, dlq, group, table) = (
+        random_name("in"),
+        random_name("dlq"),
+        random_name("g"),
+        table_name(),
+    );
+    b.create_topic(&input, 2);
+    b.create_topic(&dlq, 1);
+    let file = write_file(
+        &dir.path().join("p.toml"),
+        &Spec {
+            broker: &b.addr,
+            input: &input,
+            dlq: &dlq,
+            group: &group,
+            url: &url,
+            table: &table,
+            sql_extra: "",
+            plugin: "passthrough",
+            params: "",
+            retry: "",
+            metrics_port: common::free_port(),
+        },
+    );
+    let count = format!("SELECT count(*) FROM \"{table}\"");
+    let mut p = Sluice::run(&file, &dir.path().join("log"));
+    b.produce(&input, &rows(0..N / 2));
+    wait(&[&p], "the first half", Duration::from_secs(60), || {
+        scalar(&url, &count) == Some(N as i64 / 2)
+    });
+    let read_only = |on: bool| {
+        exec(
+            &admin,
+            &format!("ALTER DATABASE {db} SET default_transaction_read_only = {on}"),
+        );
+        // Sessions pick the setting up when they start.
+        exec(
+            &admin,
+            &format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+            ),
+        );
+    };
+    read_only(true);
+    b.produce(&input, &rows(N / 2..N));
+    wait(&[&p], "a refused write", Duration::from_secs(60), || {
+        let log = p.log_text();
+        log.contains("read-only") || log.contains("dead-lettering")
+    });
+    // The outage lasts 10 s, with sluice retrying through it.
+    std::thread::sleep(Duration::from_secs(10));
+    read_only(false);
+    wait(&[&p], "every row", Duration::from_secs(60), || {
+        scalar(&url, &count) == Some(N as i64)
+    });
+    let dead = dead_letters(b, &dlq, Duration::from_secs(3));
+    assert!(p.terminate(), "{}", p.log_text());
+    assert!(
+        dead.is_empty(),
+        "{} rows dead-lettered for a read-only database: {:?}",
+        dead.len(),
+        dead.first().and_then(|d| d.header("sluice.error.message"))
+    );
+    exec(&admin, &format!("DROP DATABASE {db} WITH (FORCE)"));
+}
+
+/// The database is down when sluice starts, and down again when the
+/// partitions of a member that died are assigned to the one left. sluice
+/// waits for it both times, and every row arrives once.
+#[test]
+fn a_database_down_at_start_and_at_an_assignment_is_waited_for() {
+    let b = Broker::shared();
+    let pg = PrivatePg::start();
+    pg.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let (input, dlq, group, table) = (
+        random_name("in"),
+        random_name("dlq"),
+        random_name("g"),
+        table_name(),
+    );
+    b.create_topic(&input, 4);
+    b.create_topic(&dlq, 1);
+    let url = pg.url();
+    let spec = |port| Spec {
+        broker: &b.addr,
+        input: &input,
+        dlq: &dlq,
+        group: &group,
+        url: &url,
+        table: &table,
+        sql_extra: "exactly_once = true",
+        plugin: "passthrough",
+        params: "",
+        retry: "",
+        metrics_port: port,
+    };
+    let f1 = write_file(&dir.path().join("p1.toml"), &spec(common::free_port()));
+    let f2 = write_file(&dir.path().join("p2.toml"), &spec(common::free_port()));
+    let count = format!("SELECT count(*) FROM \"{table}\"");
+    let mut p1 = Sluice::run(&f1, &dir.path().join("log1"));
+    b.produce(&input, &rows(0..200));
+    wait(&[&p1], "sluice to notice", Duration::from_secs(30), || {
+        p1.log_text().contains("database unavailable")
+    });
+    assert!(p1.child.try_wait().unwrap().is_none(), "{}", p1.log_text());
+    pg.start_again();
+    wait(&[&p1], "the first rows", Duration::from_secs(60), || {
+        scalar(&url, &count) == Some(200)
+    });
+
+    // A second member takes some partitions and writes.
+    let assigned = |s: &Sluice| s.log_text().matches("partition assigned").count();
+    let mut p2 = Sluice::run(&f2, &dir.path().join("log2"));
+    wait(
+        &[&p1, &p2],
+        "the second member's partitions",
+        Duration::from_secs(60),
+        || assigned(&p2) > 0,
+    );
+    b.produce(&input, &rows(200..300));
+    wait(
+        &[&p1, &p2],
+        "rows from both",
+        Duration::from_secs(60),
+        || scalar(&url, &count) == Some(300),
+    );
+
+    // The database goes down and the second member dies: the first is
+    // assigned its partitions while it cannot claim them.
+    pg.stop();
+    let before = assigned(&p1);
+    p2.kill9();
+    b.produce(&input, &rows(300..400));
+    wait(&[&p1], "the reassignment", Duration::from_secs(60), || {
+        assigned(&p1) > before
+    });
+    wait(
+        &[&p1],
+        "a claim to wait for the database",
+        Duration::from_secs(60),
+        || {
+            let log = p1.log_text();
+            log.contains("cannot claim the partition") || log.contains("database write failed")
+        },
+    );
+    assert!(p1.child.try_wait().unwrap().is_none(), "{}", p1.log_text());
+    pg.start_again();
+    wait(&[&p1], "every row", Duration::from_secs(90), || {
+        scalar(&url, &count) == Some(400)
+    });
+    assert!(p1.terminate(), "{}", p1.log_text());
+    let distinct = format!("SELECT count(DISTINCT id) FROM \"{table}\"");
+    assert_eq!(scalar(&url, &count), Some(400));
+    assert_eq!(scalar(&url, &distinct), Some(400));
+}
+
+/// At-least-once to Kafka: SIGTERM commits what finished, synchronously, so
+/// a restart in the same group replays nothing.
+#[test]
+fn sigterm_then_a_restart_in_the_same_group_replays_nothing() {
+    const N: usize = 2000;
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output, dlq, group) = (
+        random_name("in"),
+        random_name("out"),
+        random_name("dlq"),
+        random_name("g"),
+    );
+    b.create_topic(&input, 4);
+    b.create_topic(&output, 4);
+    b.create_topic(&dlq, 1);
+    let file = dir.path().join("p.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[[pipeline]]
+name = "k"
+source = {{ brokers = "{broker}", topics = ["{input}"], group_id = "{group}", session_timeout = "3s", commit_interval = "60s" }}
+dead_letter = {{ topic = "{dlq}" }}
+routes.default = {{ topic = "{output}" }}
+[[pipeline.plugin]]
+path = "{plugin}"
+"#,
+            broker = b.addr,
+            plugin = common::plugin("passthrough").display(),
+        ),
+    )
+    .unwrap();
+    let out = b.consumer(&output);
+    let mut p = Sluice::run(&file, &dir.path().join("log0"));
+    b.produce(&input, &rows(0..N));
+    let got = common::collect(&out, Duration::from_secs(60), Duration::ZERO, |g| {
+        g.len() >= N
+    });
+    assert_eq!(got.len(), N);
+    // The commit interval is a minute: only the final commit can save us.
+    assert!(p.terminate(), "{}", p.log_text());
+    let mut p = Sluice::run(&file, &dir.path().join("log1"));
+    b.produce(&input, &[("sentinel".into(), b"{}".to_vec())]);
+    let got = common::collect(&out, Duration::from_secs(60), Duration::from_secs(1), |g| {
+        g.iter().any(|g| g.key.as_deref() == Some("sentinel"))
+    });
+    assert!(p.terminate(), "{}", p.log_text());
+    let mut by_key: HashMap<String, usize> = HashMap::new();
+    for g in &got {
+        *by_key.entry(g.key.clone().unwrap_or_default()).or_default() += 1;
+    }
+    assert_eq!(
+        got.len(),
+        1,
+        "the restart replayed {} records",
+        got.len().saturating_sub(1)
+    );
+    assert_eq!(by_key.get("sentinel"), Some(&1));
+}
+
+/// Exactly-once into PostgreSQL: twenty `kill -9`s, each after a random
+/// amount of progress, give no lost and no duplicate row.
+#[test]
+fn eo_twenty_kill_9s_at_random_points_lose_and_double_nothing() {
+    use rand::Rng;
+    const N: usize = 40_000;
+    let b = Broker::shared();
+    let url = common::pg_url();
+    let dir = tempfile::tempdir().unwrap();
+    let (input, dlq, group, table) = (
+        random_name("in"),
+        random_name("dlq"),
+        random_name("g"),
+        table_name(),
+    );
+    let offsets = random_name("offsets").replace('-', "_");
+    b.create_topic(&input, 4);
+    b.create_topic(&dlq, 1);
+    let sql_extra = format!(r#"exactly_once = true, offsets_table = "{offsets}""#);
+    let file = write_file(
+        &dir.path().join("p.toml"),
+        &Spec {
+            broker: &b.addr,
+            input: &input,
+            dlq: &dlq,
+            group: &group,
+            url: &url,
+            table: &table,
+            sql_extra: &sql_extra,
+            plugin: "passthrough",
+            params: "",
+            retry: "",
+            metrics_port: common::free_port(),
+        },
+    );
+    let count = || scalar(&url, &format!("SELECT count(*) FROM \"{table}\"")).unwrap_or(0);
+    let producer = {
+        let (addr, input) = (b.addr.clone(), input.clone());
+        std::thread::spawn(move || common::produce_to(&addr, &input, &rows(0..N)))
+    };
+    let mut mid_stream = 0;
+    for i in 0..20 {
+        let mut p = Sluice::run(&file, &dir.path().join(format!("log{i}")));
+        let before = count();
+        let step = rand::rng().random_range(100..1500);
+        wait(&[&p], "progress", Duration::from_secs(120), || {
+            let c = count();
+            c >= before + step || c >= N as i64
+        });
+        p.kill9();
+        if count() < N as i64 {
+            mid_stream += 1;
+        }
+    }
+    producer.join().unwrap();
+    let mut p = Sluice::run(&file, &dir.path().join("log-final"));
+    wait(&[&p], "every row", Duration::from_secs(180), || {
+        count() >= N as i64
+    });
+    assert!(p.terminate(), "{}", p.log_text());
+    let rows = count();
+    let distinct = scalar(&url, &format!("SELECT count(DISTINCT id) FROM \"{table}\"")).unwrap();
+    eprintln!("20 kill -9s ({mid_stream} mid-stream): {rows} rows, {distinct} distinct of {N}");
+    assert!(
+        mid_stream >= 15,
+        "only {mid_stream} kills landed mid-stream"
+    );
+    assert_eq!(distinct, N as i64, "rows lost");
+    assert_eq!(rows, N as i64, "duplicate rows");
+    let next = scalar(
+        &url,
+        &format!("SELECT sum(next_offset)::bigint FROM \"{offsets}\" WHERE topic = '{input}'"),
+    );
+    assert_eq!(next, Some(N as i64));
+}
+
+/// Exactly-once with two members: the database stalls (every byte held)
+/// for longer than `max.poll.interval.ms`, the group rebalances while
+/// batches are still pending, then the database comes back. Claims fence
+/// the member that lost a partition: no duplicate, no loss, and the
+/// offsets table never moves backward.
+#[test]
+fn eo_two_members_and_a_stalled_database_past_the_poll_interval() {
+    const N: usize = 4000;
+    let b = Broker::shared();
+    let pg = PrivatePg::start();
+    let proxy = FaultProxy::start(pg.addr());
+    let dir = tempfile::tempdir().unwrap();
+    let (input, dlq, group, table) = (
+        random_name("in"),
+        random_name("dlq"),
+        random_name("g"),
+        table_name(),
+    );
+    b.create_topic(&input, 4);
+    b.create_topic(&dlq, 1);
+    let url = pg.url_via(&proxy.addr());
+    let direct = pg.url();
+    let spec = |port| Spec {
+        broker: &b.addr,
+        input: &input,
+        dlq: &dlq,
+        group: &group,
+        url: &url,
+        table: &table,
+        sql_extra: "exactly_once = true",
+        plugin: "passthrough",
+        params: "",
+        retry: "",
+        metrics_port: port,
+    };
+    let f1 = write_file(&dir.path().join("p1.toml"), &spec(common::free_port()));
+    let f2 = write_file(&dir.path().join("p2.toml"), &spec(common::free_port()));
+    for f in [&f1, &f2] {
+        let text = std::fs::read_to_string(f).unwrap().replace(
+            r#"session_timeout = "3s" }"#,
+            r#"session_timeout = "3s", properties = { "max.poll.interval.ms" = "8000" } }"#,
+        );
+        std::fs::write(f, text).unwrap();
+    }
+    let count = format!("SELECT count(*) FROM \"{table}\"");
+    let mut p1 = Sluice::run(&f1, &dir.path().join("log1"));
+    b.produce(&input, &rows(0..N / 4));
+    wait(&[&p1], "the first rows", Duration::from_secs(60), || {
+        scalar(&direct, &count) == Some(N as i64 / 4)
+    });
+    let mut p2 = Sluice::run(&f2, &dir.path().join("log2"));
+    wait(
+        &[&p1, &p2],
+        "the second member's partitions",
+        Duration::from_secs(60),
+        || p2.log_text().contains("partition assigned"),
+    );
+
+    // Watch the offsets table: it must never move backward.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (direct, stop) = (direct.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut last: HashMap<i64, i64> = HashMap::new();
+            let mut backward = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let got: Vec<(i32, i64)> = rt().block_on(async {
+                    let Ok(pool) = sqlx::PgPool::connect(&direct).await else {
+                        return Vec::new();
+                    };
+                    let v = sqlx::query_as("SELECT \"partition\", next_offset FROM sluice_offsets")
+                        .fetch_all(&pool)
+                        .await
+                        .unwrap_or_default();
+                    pool.close().await;
+                    v
+                });
+                for (p, n) in got {
+                    let prev = last.insert(i64::from(p), n).unwrap_or(i64::MIN);
+                    if n < prev {
+                        backward.push((p, prev, n));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            backward
+        })
+    };
+    proxy.set(Mode::Stall);
+    b.produce(&input, &rows(N / 4..N));
+    // Stalled past max.poll.interval.ms: the group moves partitions while
+    // both members hold unwritten batches.
+    std::thread::sleep(Duration::from_secs(15));
+    proxy.set(Mode::Pass);
+    wait(&[&p1, &p2], "every row", Duration::from_secs(120), || {
+        scalar(&direct, &count).is_some_and(|c| c >= N as i64)
+    });
+    // Let late, fenced batches try their luck before counting.
+    assert!(p1.terminate(), "{}", p1.log_text());
+    assert!(p2.terminate(), "{}", p2.log_text());
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let backward = watcher.join().unwrap();
+    let rows = scalar(&direct, &count).unwrap();
+    let distinct = scalar(
+        &direct,
+        &format!("SELECT count(DISTINCT id) FROM \"{table}\""),
+    )
+    .unwrap();
+    assert_eq!(distinct, N as i64, "rows lost");
+    assert_eq!(rows, N as i64, "duplicate rows");
+    assert!(backward.is_empty(), "offsets moved backward: {backward:?}");
+    assert_eq!(
+        scalar(
+            &direct,
+            "SELECT sum(next_offset)::bigint FROM sluice_offsets"
+        ),
+        Some(N as i64)
+    );
+}
+
+/// A shutdown that cannot finish (the database holds every byte) ends at
+/// `shutdown_timeout` with a non-zero exit that names what was abandoned,
+/// and nothing of it was committed: a restart writes every row once.
+#[test]
+fn a_stuck_shutdown_ends_at_the_timeout_and_commits_nothing_unwritten() {
+    const N: usize = 500;
+    let b = Broker::shared();
+    let pg = PrivatePg::start();
+    let proxy = FaultProxy::start(pg.addr());
+    let dir = tempfile::tempdir().unwrap();
+    let (input, dlq, group, table) = (
+        random_name("in"),
+        random_name("dlq"),
+        random_name("g"),
+        table_name(),
+    );
+    b.create_topic(&input, 2);
+    b.create_topic(&dlq, 1);
+    let url = pg.url_via(&proxy.addr());
+    let direct = pg.url();
+    let port = common::free_port();
+    let file = write_file(
+        &dir.path().join("p.toml"),
+        &Spec {
+            broker: &b.addr,
+            input: &input,
+            dlq: &dlq,
+            group: &group,
+            url: &url,
+            table: &table,
+            sql_extra: "exactly_once = true",
+            plugin: "passthrough",
+            params: "",
+            retry: "",
+            metrics_port: port,
+        },
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("shutdown_timeout = \"3s\"\n{text}")).unwrap();
+    let count = format!("SELECT count(*) FROM \"{table}\"");
+    let mut p = Sluice::run(&file, &dir.path().join("log0"));
+    b.produce(&input, &rows(0..N / 2));
+    wait(&[&p], "the first rows", Duration::from_secs(60), || {
+        scalar(&direct, &count) == Some(N as i64 / 2)
+    });
+    proxy.set(Mode::Stall);
+    b.produce(&input, &rows(N / 2..N));
+    wait(&[&p], "records in flight", Duration::from_secs(30), || {
+        metric(port, "sluice_records_in_total") > (N / 2) as f64
+    });
+    let started = std::time::Instant::now();
+    assert!(!p.terminate(), "a stuck shutdown must exit non-zero");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+    let log = p.log_text();
+    assert!(log.contains("shutdown timed out"), "{log}");
+    assert!(
+        log.contains(&input),
+        "the log names no abandoned partition: {log}"
+    );
+    proxy.set(Mode::Pass);
+    proxy.cut();
+    assert_eq!(scalar(&direct, &count), Some(N as i64 / 2));
+    let mut p = Sluice::run(&file, &dir.path().join("log1"));
+    wait(&[&p], "every row", Duration::from_secs(60), || {
+        scalar(&direct, &count) == Some(N as i64)
+    });
+    assert!(p.terminate(), "{}", p.log_text());
+    let distinct = scalar(
+        &direct,
+        &format!("SELECT count(DISTINCT id) FROM \"{table}\""),
+    )
+    .unwrap();
+    assert_eq!(distinct, N as i64);
+}
