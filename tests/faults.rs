@@ -155,10 +155,18 @@ fn table_name() -> String {
     random_name("t").replace('-', "_")
 }
 
-/// Every record of the dead-letter topic, read until `idle` passes quietly.
-fn dead_letters(b: &Broker, dlq: &str, idle: Duration) -> Vec<common::Got> {
+/// The dead-letter topic's records: until `want` have come (then 2 s more),
+/// or, for `want == 0`, everything that comes in 10 s (a new consumer
+/// takes a few seconds to join its group).
+fn dead_letters(b: &Broker, dlq: &str, want: usize) -> Vec<common::Got> {
     let c = b.consumer(dlq);
-    common::collect(&c, idle, idle, |_| false)
+    if want == 0 {
+        common::collect(&c, Duration::from_secs(10), Duration::ZERO, |_| false)
+    } else {
+        common::collect(&c, Duration::from_secs(30), Duration::from_secs(2), |g| {
+            g.len() >= want
+        })
+    }
 }
 
 /// Exactly-once: a record in a retry backoff when SIGTERM arrives is
@@ -377,7 +385,7 @@ fn a_read_only_database_dead_letters_nothing_and_loses_nothing() {
     wait(&[&p], "every row", Duration::from_secs(60), || {
         scalar(&url, &count) == Some(N as i64)
     });
-    let dead = dead_letters(b, &dlq, Duration::from_secs(3));
+    let dead = dead_letters(b, &dlq, 0);
     assert!(p.terminate(), "{}", p.log_text());
     assert!(
         dead.is_empty(),
@@ -811,4 +819,161 @@ fn a_stuck_shutdown_ends_at_the_timeout_and_commits_nothing_unwritten() {
     )
     .unwrap();
     assert_eq!(distinct, N as i64);
+}
+
+/// The broker is unreachable for 60 s mid-stream (every connection of
+/// sluice's, bootstrap or not, passes a proxy that refuses them). sluice
+/// neither exits nor floods its log, resumes by itself, and loses nothing.
+#[test]
+fn a_broker_unreachable_for_a_minute_is_waited_out_and_loses_nothing() {
+    const N: usize = 2000;
+    let (real, front) = (common::free_port(), common::free_port());
+    let proxy = FaultProxy::start_on(front, ([127, 0, 0, 1], real).into());
+    let b = Broker::start_on(real, front);
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output, dlq, group) = (
+        random_name("in"),
+        random_name("out"),
+        random_name("dlq"),
+        random_name("g"),
+    );
+    b.create_topic(&input, 4);
+    b.create_topic(&output, 4);
+    b.create_topic(&dlq, 1);
+    let port = common::free_port();
+    let file = dir.path().join("p.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[metrics]
+listen = "127.0.0.1:{port}"
+[[pipeline]]
+name = "k"
+source = {{ brokers = "127.0.0.1:{front}", topics = ["{input}"], group_id = "{group}", session_timeout = "6s" }}
+dead_letter = {{ topic = "{dlq}" }}
+routes.default = {{ topic = "{output}" }}
+[[pipeline.plugin]]
+path = "{plugin}"
+"#,
+            plugin = common::plugin("passthrough").display(),
+        ),
+    )
+    .unwrap();
+    let mut p = Sluice::run(&file, &dir.path().join("log"));
+    b.produce(&input, &rows(0..N / 2));
+    let out = b.consumer(&output);
+    let mut got = common::collect(&out, Duration::from_secs(60), Duration::ZERO, |g| {
+        g.len() >= N / 2
+    });
+    assert_eq!(got.len(), N / 2, "{}", p.log_text());
+
+    proxy.set(Mode::Refuse);
+    proxy.cut();
+    let lines_before = p.log_text().lines().count();
+    wait(
+        &[&p],
+        "sluice to see the outage",
+        Duration::from_secs(60),
+        || metric(port, "sluice_brokers_up") == 0.0 && p.log_text().contains("no broker reachable"),
+    );
+    // The outage lasts a minute.
+    std::thread::sleep(Duration::from_secs(60));
+    assert!(
+        p.child.try_wait().unwrap().is_none(),
+        "sluice exited during the outage:\n{}",
+        p.log_text()
+    );
+    let outage_lines = p.log_text().lines().count() - lines_before;
+    proxy.set(Mode::Pass);
+
+    b.produce(&input, &rows(N / 2..N));
+    let have = got.len();
+    got.extend(common::collect(
+        &out,
+        Duration::from_secs(120),
+        Duration::from_secs(1),
+        |g| have + g.len() >= N,
+    ));
+    let keys: std::collections::HashSet<_> = got.iter().filter_map(|g| g.key.clone()).collect();
+    wait(
+        &[&p],
+        "sluice to see the broker again",
+        Duration::from_secs(30),
+        || metric(port, "sluice_brokers_up") == 1.0,
+    );
+    assert!(p.terminate(), "{}", p.log_text());
+    eprintln!(
+        "broker outage: {outage_lines} log lines in 60 s; {} outputs",
+        got.len()
+    );
+    assert_eq!(keys.len(), N, "records lost across the outage");
+    assert!(
+        outage_lines <= 60,
+        "{outage_lines} log lines during a 60 s outage:\n{}",
+        p.log_text()
+    );
+}
+
+/// Exactly-once: a record whose dead-letter copy is too large for the
+/// producer. The copy goes without its value (the size is in
+/// `sluice.value.omitted`), the pipeline keeps running, and no offset
+/// passes a record that is not written or dead-lettered.
+#[test]
+fn eo_a_dead_letter_too_large_for_the_producer_goes_without_its_value() {
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("eo.sqlite").display());
+    let (input, dlq, group, table) = (
+        random_name("in"),
+        random_name("dlq"),
+        random_name("g"),
+        table_name(),
+    );
+    b.create_topic(&input, 1);
+    b.create_topic(&dlq, 1);
+    let file = write_file(
+        &dir.path().join("p.toml"),
+        &Spec {
+            broker: &b.addr,
+            input: &input,
+            dlq: &dlq,
+            group: &group,
+            url: &url,
+            table: &table,
+            sql_extra: "exactly_once = true",
+            plugin: "flaky",
+            params: r#"invalid = "POISON""#,
+            retry: "",
+            metrics_port: common::free_port(),
+        },
+    );
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "dead_letter = {",
+        "producer = { properties = { \"message.max.bytes\" = \"3000\" } }\ndead_letter = {",
+    );
+    std::fs::write(&file, text).unwrap();
+    let mut records = rows(0..10);
+    let big = format!(r#","m":"POISON","pad":"{}""#, "x".repeat(3200));
+    records.push(row(10, &big));
+    records.extend(rows(11..21));
+    b.produce(&input, &records);
+    let mut p = Sluice::run(&file, &dir.path().join("log"));
+    let next = "SELECT coalesce(max(next_offset), 0) FROM sluice_offsets";
+    wait(&[&p], "every record", Duration::from_secs(60), || {
+        scalar(&url, next) == Some(21)
+    });
+    let dead = dead_letters(b, &dlq, 1);
+    assert!(p.child.try_wait().unwrap().is_none(), "{}", p.log_text());
+    assert!(p.terminate(), "{}", p.log_text());
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].value.is_empty());
+    let omitted = dead[0].header("sluice.value.omitted").unwrap_or_default();
+    assert!(
+        omitted.starts_with(&format!("{} bytes", records[10].1.len())),
+        "{omitted}"
+    );
+    assert_eq!(dead[0].header("sluice.source.offset"), Some("10"));
+    let count = format!("SELECT count(*) FROM \"{table}\"");
+    assert_eq!(scalar(&url, &count), Some(20));
 }

@@ -364,3 +364,93 @@ fn smoke_records_decide_admission() {
         "{err:#}"
     );
 }
+
+use proptest::strategy::Strategy as _;
+
+/// Where a record ends after a chain of plugins.
+#[derive(Debug, PartialEq)]
+enum End {
+    Outputs(usize),
+    Filtered,
+    DeadLetter(&'static str),
+}
+
+/// Run `input` through `chain` as a pipeline does: each output on the
+/// default route feeds the next plugin; any error ends the record.
+fn through(chain: &mut [Instance], input: Input) -> End {
+    let mut inputs = vec![input];
+    for stage in chain.iter_mut() {
+        let mut next = Vec::new();
+        for i in &inputs {
+            match stage.process(i) {
+                Ok(outs) => next.extend(outs.into_iter().map(|o| Input {
+                    key: o.key,
+                    value: o.value,
+                    headers: o.headers,
+                    ..i.clone()
+                })),
+                Err(e) => return End::DeadLetter(e.kind()),
+            }
+        }
+        inputs = next;
+    }
+    if inputs.is_empty() {
+        End::Filtered
+    } else {
+        End::Outputs(inputs.len())
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+    /// Random keys (or none), values (empty ones included, as tombstones
+    /// arrive) and headers through passthrough → flaky → calorie-alert:
+    /// no trap, and every record ends as outputs, filtered, or a dead
+    /// letter of the kind its content calls for.
+    #[test]
+    fn any_record_through_a_chain_ends_as_output_filter_or_dead_letter(
+        key in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..40)),
+        value in proptest::prop_oneof![
+            proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            "\\{\"calories\": [0-9]{1,4}(\\.[0-9])?\\}".prop_map(String::into_bytes),
+            "[ -~]{0,80}".prop_map(String::into_bytes),
+        ],
+        headers in proptest::collection::vec(("[a-z.]{0,12}", proptest::collection::vec(proptest::num::u8::ANY, 0..16)), 0..4),
+    ) {
+        thread_local! {
+            static CHAIN: std::cell::RefCell<Vec<Instance>> = std::cell::RefCell::new(vec![
+                instance("passthrough", &[], Limits::default()),
+                instance("flaky", &[("invalid", "BAD"), ("transient", "LATER")], Limits::default()),
+                instance("calorie-alert", &[], Limits::default()),
+            ]);
+        }
+        let rec = Input {
+            topic: "t".into(),
+            partition: 3,
+            offset: 42,
+            timestamp: Some(1),
+            key,
+            value: value.clone(),
+            headers: headers
+                .into_iter()
+                .map(|(name, value)| sluice::plugin::Header { name, value })
+                .collect(),
+        };
+        let end = CHAIN.with(|c| through(&mut c.borrow_mut(), rec));
+        let has = |m: &[u8]| value.windows(m.len()).any(|w| w == m);
+        match &end {
+            End::DeadLetter(kind) => {
+                proptest::prop_assert!(matches!(*kind, "invalid" | "transient"), "{end:?}");
+                if has(b"LATER") {
+                    proptest::prop_assert_eq!(*kind, "transient");
+                } else if has(b"BAD") {
+                    proptest::prop_assert_eq!(*kind, "invalid");
+                }
+            }
+            End::Outputs(_) | End::Filtered => {
+                proptest::prop_assert!(!has(b"BAD") && !has(b"LATER"), "{end:?}");
+            }
+        }
+    }
+}

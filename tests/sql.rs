@@ -464,3 +464,87 @@ retry_after = "1h"
     assert_eq!(keys, ["u3", "u4", "u5", "u6"]);
     assert!(p.terminate(), "{}", p.log_text());
 }
+
+/// Kafka's murmur2, as the Java client partitions keyed records.
+fn murmur2(data: &[u8]) -> u32 {
+    let m: u32 = 0x5bd1_e995;
+    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(m);
+        k ^= k >> 24;
+        k = k.wrapping_mul(m);
+        h = h.wrapping_mul(m) ^ k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() == 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(m);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(m);
+    h ^= h >> 15;
+    h
+}
+
+#[test]
+fn sql_source_skips_keyless_rows_and_partitions_keys_like_the_java_client() {
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let urls = random_name("urls").replace('-', "_");
+    let topic = random_name("urls");
+    b.create_topic(&topic, 4);
+    let keys: Vec<String> = (0..20)
+        .map(|i| format!("https://example.com/{i}"))
+        .collect();
+    let values: Vec<String> = keys.iter().map(|k| format!("('{k}')")).collect();
+    pg_exec(&format!(
+        "CREATE TABLE \"{urls}\" (url TEXT); INSERT INTO \"{urls}\" VALUES {}, (NULL);",
+        values.join(", ")
+    ));
+    let file = dir.path().join("source.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[[sql_source]]
+name = "urls"
+url = "{pg}"
+query = 'SELECT url FROM "{urls}"'
+key = "url"
+topic = "{topic}"
+brokers = "{brokers}"
+interval = "200ms"
+retry_after = "1h"
+"#,
+            pg = pg_url(),
+            brokers = b.addr,
+        ),
+    )
+    .unwrap();
+    let mut p = Sluice::run(&file, &dir.path().join("log"));
+    let c = b.consumer(&topic);
+    let got = common::collect(&c, Duration::from_secs(30), Duration::from_secs(1), |g| {
+        g.len() >= keys.len()
+    });
+    assert!(p.child.try_wait().unwrap().is_none(), "{}", p.log_text());
+    assert!(
+        p.log_text().contains("NULL or missing key"),
+        "{}",
+        p.log_text()
+    );
+    assert!(p.terminate(), "{}", p.log_text());
+    assert_eq!(got.len(), keys.len(), "{}", p.log_text());
+    for g in &got {
+        let k = g.key.as_deref().unwrap();
+        let want = (murmur2(k.as_bytes()) & 0x7fff_ffff) % 4;
+        assert_eq!(g.partition as u32, want, "key {k}");
+    }
+}

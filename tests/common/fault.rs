@@ -2,11 +2,12 @@
 //! and PostgreSQL or the broker, and a private PostgreSQL instance that a
 //! test may stop and start without disturbing any other test.
 //!
-//! The proxy passes traffic, cuts every connection, stalls (accepts and
-//! holds every byte, never answering), adds latency, or closes a
-//! connection right after a given byte pattern has passed from client to
-//! server, so the server acts on a request whose answer the client never
-//! sees (how a `COMMIT` whose acknowledgement is lost is simulated).
+//! The proxy passes traffic, cuts every connection, refuses new ones,
+//! stalls (accepts and holds every byte, never answering), adds latency,
+//! or closes a connection right after a given byte pattern has passed from
+//! client to server, so the server acts on a request whose answer the
+//! client never sees (how a `COMMIT` whose acknowledgement is lost is
+//! simulated).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +31,8 @@ pub enum Mode {
     Stall,
     /// Forward everything after the given delay per chunk.
     Latency(Duration),
+    /// Close every new connection at once, as an unreachable host refuses.
+    Refuse,
 }
 
 struct Shared {
@@ -53,7 +56,12 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     pub fn start(upstream: SocketAddr) -> FaultProxy {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        FaultProxy::start_on(0, upstream)
+    }
+
+    /// A proxy on `port` (0: any free port).
+    pub fn start_on(port: u16, upstream: SocketAddr) -> FaultProxy {
+        let std_listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         std_listener.set_nonblocking(true).unwrap();
         let port = std_listener.local_addr().unwrap().port();
         let (mode, mode_rx) = watch::channel(Mode::Pass);
@@ -77,6 +85,10 @@ impl FaultProxy {
                         _ = st.cancelled() => return,
                         a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
                     };
+                    if *mode_rx.borrow() == Mode::Refuse {
+                        drop(client);
+                        continue;
+                    }
                     let cut = s.cut.lock().unwrap().clone();
                     let (s, mode, st) = (s.clone(), mode_rx.clone(), st.clone());
                     tokio::spawn(async move {

@@ -98,6 +98,14 @@ impl Drop for Broker {
 
 impl Broker {
     pub fn start() -> Broker {
+        let port = free_port();
+        Broker::start_on(port, port)
+    }
+
+    /// A broker that listens on `port` and tells clients to connect to
+    /// `advertised` (a fault proxy in front of it, so every connection,
+    /// bootstrap or not, passes the proxy).
+    pub fn start_on(port: u16, advertised: u16) -> Broker {
         let bin = std::env::var("SLUICE_TANSU")
             .map(PathBuf::from)
             .unwrap_or_else(|_| {
@@ -108,9 +116,9 @@ impl Broker {
             "{} is missing: run `just broker-install`",
             bin.display()
         );
-        let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let url = format!("tcp://{addr}");
+        let advertised_url = format!("tcp://127.0.0.1:{advertised}");
         // A watchdog shell kills the broker when this test process exits,
         // even though a shared broker's Drop never runs.
         let script = r#"bin="$1"; shift; "$bin" "$@" & c=$!; while kill -0 "$WATCH" 2>/dev/null && kill -0 $c 2>/dev/null; do sleep 0.5; done; kill $c 2>/dev/null"#;
@@ -124,7 +132,7 @@ impl Broker {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised_url,
             ])
             .args(["--storage-engine", "memory://tansu/"])
             .env("WATCH", std::process::id().to_string())
@@ -254,8 +262,8 @@ pub fn collect(
         } else if start.elapsed() > timeout {
             break;
         }
-        if let Some(m) = c.poll(Duration::from_millis(100)) {
-            let m = m.unwrap();
+        // Errors (a broker down for a while) pass: the client reconnects.
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
             let headers = m
                 .headers()
                 .map(|hs| {

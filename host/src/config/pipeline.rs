@@ -458,6 +458,86 @@ deadline = "50ms"
         assert_eq!(p.retry, RetryConfig::default());
     }
 
+    /// A file using most of the format, for the fuzz test to mutate.
+    const RICH: &str = r#"
+shutdown_timeout = "5s"
+[metrics]
+listen = "127.0.0.1:9464"
+[[pipeline]]
+name = "p"
+source = { brokers = "${KAFKA_BROKERS:-127.0.0.1:9092}", topics = ["in"], group_id = "g", max_in_flight = 10 }
+routes.default = { topic = "out" }
+routes.rows = { table = { name = "t", key = ["id"], columns = { id = { type = "text" }, v = { type = "integer", from = "/a/b" } } } }
+dead_letter = { topic = "dlq" }
+retry = { max_attempts = 3, initial_backoff = "10ms" }
+sql = { url = "sqlite://x.db", exactly_once = true, batch_rows = 10 }
+[[pipeline.plugin]]
+path = "x.wasm"
+params = { threshold = 500, mode = "fast" }
+deadline = "50ms"
+[[sql_source]]
+name = "s"
+url = "postgres://u@h/db"
+query = "SELECT 1 AS k"
+key = "k"
+topic = "t"
+brokers = "b:9092"
+"#;
+
+    /// Whether an error names where it is: a line, or a field or name in
+    /// backquotes.
+    fn is_located(err: &str) -> bool {
+        err.contains("line ") || err.contains('`') || err.contains("no [[pipeline]]")
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Random edits of a valid file never panic the parser, and every
+        /// error says where the fault is.
+        #[test]
+        fn mutated_files_never_panic_and_errors_are_located(
+            edits in proptest::collection::vec(
+                (0usize..2000, 0usize..12, proptest::sample::select(vec![
+                    "", "\"", "{", "}", "[", "]", "=", ",", "\n", "${", "${X}", "$$", "#",
+                    "-1", "0", "\"\"", "[[pipeline]]", "true", "1e99", "\u{e9}", "'",
+                ])),
+                1..6,
+            )
+        ) {
+            let mut text = RICH.to_string();
+            for (at, cut, insert) in edits {
+                let mut at = at % (text.len() + 1);
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                let mut end = (at + cut).min(text.len());
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.replace_range(at..end.max(at), insert);
+            }
+            if let Err(e) = parse(&text, Path::new("."), |_| None) {
+                let err = format!("{e:#}");
+                proptest::prop_assert!(is_located(&err), "unlocated error {err:?} for\n{text}");
+            }
+        }
+
+        /// Interpolation of any text never panics; its errors name a line.
+        #[test]
+        fn interpolation_never_panics(text in "[a-z$:{}\\-_\n]{0,64}") {
+            let lookup = |name: &str| (name == "SET").then(|| "v".to_string());
+            if let Err(e) = crate::config::interpolate::interpolate(&text, lookup) {
+                proptest::prop_assert!(e.contains("line "), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_fuzzed_file_is_valid_to_begin_with() {
+        parse(RICH, Path::new("."), no_env).unwrap();
+    }
+
     #[test]
     fn two_pipelines_in_one_group_are_refused() {
         let second = MINIMAL.replace("name = \"p\"", "name = \"q\"");

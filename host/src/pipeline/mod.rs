@@ -263,8 +263,13 @@ pub async fn run_pipeline(
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
     // Every finished offset is stored by now; commit them before leaving.
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::warn!(pipeline = %p.name, error = %e, "final offset commit failed");
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        // Nothing new was stored since the last commit.
+        Ok(())
+        | Err(rdkafka::error::KafkaError::ConsumerCommit(
+            rdkafka::types::RDKafkaErrorCode::NoOffset,
+        )) => {}
+        Err(e) => tracing::warn!(pipeline = %p.name, error = %e, "final offset commit failed"),
     }
     trackers.revoke_all();
     tracing::info!(pipeline = %p.name, "pipeline stopped");

@@ -81,17 +81,13 @@ pub fn headers(record: &Input, failure: &Failure, provenance: Provenance<'_>) ->
 /// Writes dead letters to the pipeline's dead-letter topic.
 #[derive(Clone)]
 pub struct DeadLetterWriter {
-    producer: rdkafka::producer::FutureProducer,
+    producer: super::kafka::Producer,
     topic: std::sync::Arc<str>,
     version_header: std::sync::Arc<str>,
 }
 
 impl DeadLetterWriter {
-    pub fn new(
-        producer: rdkafka::producer::FutureProducer,
-        topic: &str,
-        version_header: &str,
-    ) -> Self {
+    pub fn new(producer: super::kafka::Producer, topic: &str, version_header: &str) -> Self {
         DeadLetterWriter {
             producer,
             topic: topic.into(),

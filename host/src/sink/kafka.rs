@@ -12,7 +12,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureRecord, Producer as _};
+
+/// Every producer sluice makes, with librdkafka's repeats held back.
+pub type Producer = rdkafka::producer::FutureProducer<crate::source::quiet::QuietContext>;
 
 use crate::config::kafka::{PropertyBuilder, Security};
 use crate::config::pipeline::{Compression, Partitioning, Pipeline, Route};
@@ -32,7 +35,7 @@ pub struct TopicRoute {
 
 /// The producers of one pipeline.
 pub struct Producers {
-    producers: Vec<FutureProducer>,
+    producers: Vec<Producer>,
     codecs: Vec<Option<Compression>>,
     /// Name of the provenance header every output carries.
     version_header: String,
@@ -74,7 +77,7 @@ impl Producers {
     }
 
     /// The producer that carries dead letters.
-    pub fn primary(&self) -> &FutureProducer {
+    pub fn primary(&self) -> &Producer {
         &self.producers[0]
     }
 
@@ -178,7 +181,7 @@ impl Producers {
 /// Hand `rec` to librdkafka, waiting while its local queue is full. An
 /// error is permanent for this record (the broker would never take it).
 pub async fn enqueue(
-    producer: &FutureProducer,
+    producer: &Producer,
     mut rec: FutureRecord<'_, [u8], [u8]>,
 ) -> Result<DeliveryFuture, KafkaError> {
     let mut waited = 0u32;
@@ -243,7 +246,7 @@ pub fn producer(
     security: &Security,
     codec: Option<Compression>,
     properties: &BTreeMap<String, String>,
-) -> Result<FutureProducer, String> {
+) -> Result<Producer, String> {
     let mut b = PropertyBuilder::new();
     b.set("bootstrap.servers", brokers, "producer.brokers");
     b.set("enable.idempotence", "true", "sluice (idempotent producer)");
@@ -266,11 +269,11 @@ pub fn producer(
         .entry("message.timeout.ms".into())
         .or_insert_with(|| "0".into());
     b.build(&props)?
-        .create()
+        .create_with_context(crate::source::quiet::QuietContext::default())
         .map_err(|e| format!("cannot create Kafka producer: {e}"))
 }
 
-async fn partition_count(producer: &FutureProducer, topic: &str) -> anyhow::Result<i32> {
+async fn partition_count(producer: &Producer, topic: &str) -> anyhow::Result<i32> {
     let producer = producer.clone();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {

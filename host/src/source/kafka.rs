@@ -107,6 +107,10 @@ pub struct SourceContext {
     /// Whether a broker was up at the last statistics report (1), down
     /// (0), or not known yet (-1); a change is logged once.
     pub brokers_up: std::sync::atomic::AtomicI8,
+    /// librdkafka's lines, at most once a minute per kind.
+    quiet: super::quiet::QuietLog,
+    /// The last offset-commit error, logged once until a commit succeeds.
+    commit_error: Mutex<Option<String>>,
 }
 
 impl SourceContext {
@@ -116,11 +120,21 @@ impl SourceContext {
             trackers,
             metrics,
             brokers_up: std::sync::atomic::AtomicI8::new(-1),
+            quiet: Default::default(),
+            commit_error: Mutex::new(None),
         }
     }
 }
 
 impl ClientContext for SourceContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.quiet.log(level, fac, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.quiet.error(&error, reason);
+    }
+
     fn stats(&self, stats: Statistics) {
         // Real brokers have a node id; bootstrap entries do not.
         let up = stats
@@ -198,11 +212,25 @@ impl ConsumerContext for SourceContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let mut last = self.commit_error.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(()) => {
+                if last.take().is_some() {
+                    tracing::info!(pipeline = %self.pipeline, "offsets committed again");
+                }
                 tracing::debug!(pipeline = %self.pipeline, count = offsets.count(), "offsets committed")
             }
-            Err(e) => tracing::warn!(pipeline = %self.pipeline, error = %e, "offset commit failed"),
+            // Nothing was stored since the last commit: nothing to do.
+            Err(rdkafka::error::KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::NoOffset,
+            )) => {}
+            Err(e) => {
+                let text = e.to_string();
+                if last.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(pipeline = %self.pipeline, error = %text, "offset commit failed (logged once until it changes)");
+                    *last = Some(text);
+                }
+            }
         }
     }
 }

@@ -6,4 +6,5 @@
 
 pub mod kafka;
 pub mod offsets;
+pub mod quiet;
 pub mod sql;

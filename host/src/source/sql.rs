@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -102,7 +102,7 @@ pub async fn run(cfg: SqlSourceConfig, cancel: CancellationToken) -> anyhow::Res
         .connect(&cfg.url)
         .await
         .with_context(|| format!("{at}: cannot connect"))?;
-    let producer: FutureProducer =
+    let producer: crate::sink::kafka::Producer =
         crate::sink::kafka::producer(&cfg.brokers, &cfg.security, None, &Default::default())
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("{at}: producer"))?;
