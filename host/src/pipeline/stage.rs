@@ -4,7 +4,9 @@
 //! Promise: all records of one partition go through the same worker of each
 //! stage, in order, so order within a partition is kept end to end. A
 //! transient failure is retried with exponential backoff up to the retry
-//! limit; any other failure marks the record for the dead-letter topic and
+//! limit, unless shutdown or a revoke of its partition interrupts the
+//! backoff (the record is then abandoned: read again, never committed
+//! here); any other failure marks the record for the dead-letter topic and
 //! skips the remaining stages.
 //!
 //! Hot swap: a worker looks at its plugin slot before each record, never
@@ -22,6 +24,7 @@ use super::work::{Failure, Work};
 use crate::config::pipeline::RetryConfig;
 use crate::metrics::{PipelineMetrics, PluginMetrics};
 use crate::plugin::{Input, Instance, Output, PluginError};
+use crate::source::offsets::PartitionTracker;
 use crate::swap::{PluginSlot, Version};
 
 /// Where a stage sends finished work.
@@ -134,13 +137,13 @@ impl Stage {
         match inputs {
             None => {
                 // The first stage borrows the source record: no copy.
-                if let Err(f) = self.call(&work.record, &mut outputs) {
+                if let Err(f) = self.call(&work.record, &work.tracker, &mut outputs) {
                     return self.fail(work, f);
                 }
             }
             Some(inputs) => {
                 for input in &inputs {
-                    if let Err(f) = self.call(input, &mut outputs) {
+                    if let Err(f) = self.call(input, &work.tracker, &mut outputs) {
                         return self.fail(work, f);
                     }
                 }
@@ -165,9 +168,14 @@ impl Stage {
         work.routed.clear();
     }
 
-    /// Call the plugin with retries. `Err(None)` means shutdown interrupted
-    /// the retries.
-    fn call(&mut self, input: &Input, out: &mut Vec<Output>) -> Result<(), Option<Failure>> {
+    /// Call the plugin with retries. `Err(None)` means shutdown, or the
+    /// partition moving to another member, interrupted the retries.
+    fn call(
+        &mut self,
+        input: &Input,
+        tracker: &PartitionTracker,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Option<Failure>> {
         let mut attempt = 1;
         loop {
             let started = Instant::now();
@@ -192,7 +200,17 @@ impl Stage {
                         topic = %input.topic, partition = input.partition, offset = input.offset,
                         attempt, ?delay, error = %e, "transient failure; retrying"
                     );
-                    if !self.sleep(delay) {
+                    if tracker.is_revoked() || !self.sleep(delay, tracker) {
+                        if tracker.is_revoked() {
+                            // Its new owner reads it again: retrying here
+                            // too would repeat its side effects.
+                            tracing::info!(
+                                plugin = self.instance.plugin().name(),
+                                topic = %input.topic, partition = input.partition, offset = input.offset,
+                                attempt, "partition revoked: stopped retrying this record"
+                            );
+                            return Err(None);
+                        }
                         tracing::warn!(
                             plugin = self.instance.plugin().name(),
                             topic = %input.topic, partition = input.partition, offset = input.offset,
@@ -220,16 +238,18 @@ impl Stage {
         f
     }
 
-    /// Sleep in small steps so shutdown is not held up by a long backoff.
-    fn sleep(&self, total: Duration) -> bool {
+    /// Sleep in small steps so neither shutdown nor a revoke is held up by
+    /// a long backoff; `false` when one of them came first.
+    fn sleep(&self, total: Duration, tracker: &PartitionTracker) -> bool {
         let until = Instant::now() + total;
+        let interrupted = || self.stopping.load(Ordering::Relaxed) || tracker.is_revoked();
         while Instant::now() < until {
-            if self.stopping.load(Ordering::Relaxed) {
+            if interrupted() {
                 return false;
             }
             std::thread::sleep((until - Instant::now()).min(Duration::from_millis(20)));
         }
-        !self.stopping.load(Ordering::Relaxed)
+        !interrupted()
     }
 }
 
