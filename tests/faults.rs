@@ -1055,3 +1055,71 @@ params = {{ transient = "BAD" }}
     assert!(p1.terminate(), "{}", p1.log_text());
     assert!(p2.terminate(), "{}", p2.log_text());
 }
+
+/// At-least-once into PostgreSQL: the database stalls for twice
+/// `max.poll.interval.ms`. Backpressure pauses the partitions while the
+/// consume loop keeps polling, so the member is never evicted: no revoke,
+/// no duplicate, and every row arrives once the database answers again.
+#[test]
+fn a_stalled_database_does_not_get_the_member_evicted() {
+    const N: usize = 3000;
+    let b = Broker::shared();
+    let pg = PrivatePg::start();
+    let proxy = FaultProxy::start(pg.addr());
+    let dir = tempfile::tempdir().unwrap();
+    let (input, dlq, group, table) = (
+        random_name("in"),
+        random_name("dlq"),
+        random_name("g"),
+        table_name(),
+    );
+    b.create_topic(&input, 4);
+    b.create_topic(&dlq, 1);
+    let url = pg.url_via(&proxy.addr());
+    let direct = pg.url();
+    let file = write_file(
+        &dir.path().join("p.toml"),
+        &Spec {
+            broker: &b.addr,
+            input: &input,
+            dlq: &dlq,
+            group: &group,
+            url: &url,
+            table: &table,
+            sql_extra: "",
+            plugin: "passthrough",
+            params: "",
+            retry: "",
+            metrics_port: common::free_port(),
+        },
+    );
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        r#"session_timeout = "3s" }"#,
+        r#"session_timeout = "3s", max_in_flight = 50, properties = { "max.poll.interval.ms" = "6000" } }"#,
+    );
+    std::fs::write(&file, text).unwrap();
+    let count = format!("SELECT count(*) FROM \"{table}\"");
+    let mut p = Sluice::run(&file, &dir.path().join("log"));
+    b.produce(&input, &rows(0..N / 6));
+    wait(&[&p], "the first rows", Duration::from_secs(60), || {
+        scalar(&direct, &count) == Some(N as i64 / 6)
+    });
+    proxy.set(Mode::Stall);
+    b.produce(&input, &rows(N / 6..N));
+    // Twice max.poll.interval.ms with every write held.
+    std::thread::sleep(Duration::from_secs(12));
+    proxy.set(Mode::Pass);
+    wait(&[&p], "every row", Duration::from_secs(60), || {
+        scalar(&direct, &count).is_some_and(|c| c >= N as i64)
+    });
+    let log = p.log_text();
+    assert!(p.terminate(), "{}", p.log_text());
+    assert!(
+        !log.contains("partition revoked"),
+        "the member lost its partitions:\n{log}"
+    );
+    assert!(!log.contains("maximum poll interval"), "{log}");
+    let distinct = format!("SELECT count(DISTINCT id) FROM \"{table}\"");
+    assert_eq!(scalar(&direct, &distinct), Some(N as i64));
+    assert_eq!(scalar(&direct, &count), Some(N as i64), "duplicate rows");
+}

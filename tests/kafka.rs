@@ -370,38 +370,29 @@ fn crash_safety_kill_9_loses_nothing() {
     std::fs::write(&file, text).unwrap();
     let (seen, stop) = tail(b, &t.output);
     let count = || seen.lock().unwrap().len();
-    // The input arrives over about ten seconds, so every kill lands while
-    // the stream still flows.
-    let produced = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let producer = {
-        let b_addr = b.addr.clone();
-        let input = t.input.clone();
-        let produced = produced.clone();
-        std::thread::spawn(move || {
-            for chunk in records(N).chunks(1_000) {
-                common::produce_to(&b_addr, &input, chunk);
-                produced.fetch_add(chunk.len(), std::sync::atomic::Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        })
-    };
+    // The input stays about 5,000 records ahead of the output, so every
+    // kill lands while the stream still flows, however fast sluice runs.
+    let all = records(N);
+    let mut produced = 0usize;
     let mut kills = 0;
     for (i, at) in [5_000usize, 20_000, 35_000].into_iter().enumerate() {
         let mut s = Sluice::run(&file, &dir.path().join(format!("log{i}")));
         let before = count();
         common::wait_for(&format!("{at} outputs"), Duration::from_secs(120), || {
+            if produced < N && produced < count() + 5_000 {
+                let end = (produced + 1_000).min(N);
+                common::produce_to(&b.addr, &t.input, &all[produced..end]);
+                produced = end;
+            }
             count() >= at
         });
         s.kill9();
         kills += 1;
         // Mid-stream: this run made progress, and the input was not over.
         assert!(count() > before, "kill {i} landed before any progress");
-        assert!(
-            produced.load(std::sync::atomic::Ordering::SeqCst) < N,
-            "kill {i} landed after the input was done"
-        );
+        assert!(produced < N, "kill {i} landed after the input was done");
     }
-    producer.join().unwrap();
+    common::produce_to(&b.addr, &t.input, &all[produced..]);
     let mut s = Sluice::run(&file, &dir.path().join("log-final"));
     common::wait_for("every key in the output", Duration::from_secs(180), || {
         let got = seen.lock().unwrap();

@@ -1,5 +1,5 @@
-//! The pipeline runtime: consume → plugin stages → sinks → acknowledge →
-//! store offset.
+//! The pipeline runtime: consume ([`intake`]) → plugin stages → sinks →
+//! acknowledge → store offset.
 //!
 //! When an offset may be committed: a record's offset is stored only after
 //! the sink has acknowledged every output of that record and of every
@@ -9,6 +9,7 @@
 //! produce error stops the pipeline without storing the offset of the
 //! record it hit, nor any later offset of that partition.
 
+pub mod intake;
 pub mod stage;
 pub mod work;
 
@@ -20,20 +21,17 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
-use rdkafka::Message as _;
 use rdkafka::consumer::{CommitMode, Consumer as _};
-use rdkafka::message::Headers as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::pipeline::{File, Pipeline};
 use crate::metrics::PipelineMetrics;
-use crate::plugin::{Header, Input, Runtime};
+use crate::plugin::Runtime;
 use crate::sink::router::Router;
-use crate::sink::sql::SqlSink;
 use crate::source::kafka::{SourceConsumer, SourceContext, Trackers};
 use crate::swap::{PluginSlot, Reloader, Version};
-use stage::{Next, Stage, lane};
+use stage::{Next, Stage};
 use work::Work;
 
 /// Capacity of each stage's input channel.
@@ -240,15 +238,16 @@ pub async fn run_pipeline(
         sink_cancel,
     ));
 
-    let consumed = consume_loop(
-        &p,
-        &consumer,
-        &trackers,
+    let consumed = intake::Intake {
+        p: &p,
+        consumer: &consumer,
+        trackers: &trackers,
         first,
-        &metrics,
-        exactly_once.as_ref(),
-        &cancel,
-    )
+        metrics: &metrics,
+        exactly_once: exactly_once.as_ref(),
+        cancel: &cancel,
+    }
+    .run()
     .await;
     // The consumer's handle to the batcher must go, or it never stops.
     drop(exactly_once);
@@ -274,155 +273,6 @@ pub async fn run_pipeline(
     trackers.revoke_all();
     tracing::info!(pipeline = %p.name, "pipeline stopped");
     sunk.and(batched).and(consumed)
-}
-
-/// Read records and hand them to the first stage (or straight to the sink
-/// when the chain is empty) until cancelled.
-async fn consume_loop(
-    p: &Pipeline,
-    consumer: &SourceConsumer,
-    trackers: &Trackers,
-    first: Next,
-    metrics: &PipelineMetrics,
-    exactly_once: Option<&SqlSink>,
-    cancel: &CancellationToken,
-) -> anyhow::Result<()> {
-    let max_in_flight = p.source.max_in_flight;
-    let mut last_error: Option<String> = None;
-    loop {
-        let msg = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            m = consumer.recv() => m,
-        };
-        let msg = match msg {
-            Ok(m) => {
-                if let Some(e) = last_error.take() {
-                    tracing::info!(pipeline = %p.name, after = %e, "consuming again");
-                }
-                m
-            }
-            Err(e) => {
-                // Once per distinct error until records flow again: an
-                // unreachable broker repeats the same one many times a
-                // second.
-                let text = e.to_string();
-                if last_error.as_deref() != Some(text.as_str()) {
-                    tracing::warn!(pipeline = %p.name, error = %text, "consumer error (logged once until it changes)");
-                    last_error = Some(text);
-                }
-                continue;
-            }
-        };
-        let (tracker, fresh) = trackers.get(msg.topic(), msg.partition(), max_in_flight);
-        if fresh && let Some(sql) = exactly_once {
-            // A new assignment: claim the partition in the database, which,
-            // not Kafka, knows how far it got.
-            let Some(claim) = sql
-                .claim(msg.topic(), msg.partition(), msg.offset(), cancel)
-                .await
-            else {
-                return Ok(());
-            };
-            tracker.set_claim(claim);
-            if claim.next != msg.offset() {
-                resume_at(p, consumer, &tracker, msg.offset(), claim.next)?;
-                continue;
-            }
-        }
-        if tracker.skips(msg.offset()) || tracker.stale(msg.offset()) {
-            continue;
-        }
-        let permit = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            permit = tracker.permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                // Revoked while we waited: the record will be read again by
-                // whoever owns the partition now.
-                Err(_) => continue,
-            },
-        };
-        metrics.records_in.increment(1);
-        tracker.begin(msg.offset());
-        let record = Input {
-            topic: msg.topic().to_owned(),
-            partition: msg.partition(),
-            offset: msg.offset(),
-            timestamp: msg.timestamp().to_millis(),
-            key: msg.key().map(<[u8]>::to_vec),
-            value: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            headers: msg
-                .headers()
-                .map(|hs| {
-                    hs.iter()
-                        .map(|h| Header {
-                            name: h.key.to_owned(),
-                            value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-        };
-        drop(msg);
-        let mut work = Work::new(record, tracker, permit);
-        let tx = match &first {
-            Next::Stage(txs) => &txs[lane(work.record.partition, txs.len())],
-            Next::Sink(tx) => {
-                let output = crate::plugin::Output {
-                    route: None,
-                    key: work.record.key.clone(),
-                    value: work.record.value.clone(),
-                    headers: work.record.headers.clone(),
-                };
-                work.routed.push(output);
-                tx
-            }
-        };
-        if tx.send(work).await.is_err() {
-            anyhow::bail!("pipeline stages stopped unexpectedly");
-        }
-    }
-}
-
-/// Exactly-once: the database's offset for a partition differs from the
-/// record Kafka gave first (`at`). Read from the database's offset instead:
-/// forward past what is already written, or back to what is not.
-fn resume_at(
-    p: &Pipeline,
-    consumer: &SourceConsumer,
-    tracker: &crate::source::offsets::PartitionTracker,
-    at: i64,
-    next: i64,
-) -> anyhow::Result<()> {
-    let (topic, partition) = (&*tracker.topic, tracker.partition);
-    tracing::info!(
-        pipeline = %p.name, topic, partition, kafka = at, database = next,
-        "resuming from the database's offset"
-    );
-    // Records below the database's offset are written already.
-    tracker.set_skip_below(next);
-    if next < at {
-        // Kafka is ahead (a reset group, expired offsets, a restored
-        // database): the records in between are not written, so go back.
-        tracker.rewind(at);
-    }
-    let sought = consumer.seek(
-        topic,
-        partition,
-        rdkafka::Offset::Offset(next),
-        Duration::from_secs(10),
-    );
-    match sought {
-        Ok(()) => Ok(()),
-        // Forward, skipping what is written is enough.
-        Err(e) if next > at => {
-            tracing::debug!(topic, partition, error = %e, "seek forward failed; skipping instead");
-            Ok(())
-        }
-        Err(e) => Err(anyhow::anyhow!(
-            "{topic}/{partition}: cannot seek back to the database's offset {next} \
-             (Kafka's is {at}): {e}"
-        )),
-    }
 }
 
 /// Dispatch finished work to the sink and store offsets as deliveries are

@@ -211,6 +211,17 @@ impl ConsumerContext for SourceContext {
         }
     }
 
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            // A partition paused for backpressure in an earlier assignment
+            // starts this one flowing (the pipeline's intake holds nothing
+            // for it any more).
+            if let Err(e) = consumer.resume(tpl) {
+                tracing::debug!(pipeline = %self.pipeline, error = %e, "resume on assignment");
+            }
+        }
+    }
+
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         let mut last = self.commit_error.lock().unwrap_or_else(|e| e.into_inner());
         match result {

@@ -1,0 +1,380 @@
+//! The consume loop: reads records from the source consumer, claims each
+//! newly assigned partition in exactly-once mode, and hands records to the
+//! first stage (or the sink).
+//!
+//! Promise: backpressure never stops the poll. A partition with
+//! `max_in_flight` records in flight is paused (`Consumer::pause`) and its
+//! records read meanwhile are held, in order, until a permit frees; then
+//! they go on and the partition is resumed. A full stage queue pauses every
+//! partition while the loop keeps polling, so rebalances are served and the
+//! member is never evicted for missing `max.poll.interval.ms`, however
+//! slow a sink is. Records are handed on in offset order per partition.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::Message as _;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::Consumer as _;
+use rdkafka::message::{BorrowedMessage, Headers as _};
+use tokio::sync::{OwnedSemaphorePermit, TryAcquireError, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::stage::{Next, lane};
+use super::work::Work;
+use crate::config::pipeline::Pipeline;
+use crate::metrics::PipelineMetrics;
+use crate::plugin::{Header, Input};
+use crate::sink::sql::SqlSink;
+use crate::source::kafka::{PartitionKey, SourceConsumer, Trackers};
+use crate::source::offsets::PartitionTracker;
+
+/// A partition paused for want of a permit, and the records read for it
+/// since, in offset order.
+struct Held {
+    tracker: Arc<PartitionTracker>,
+    records: VecDeque<Input>,
+}
+
+/// What wakes a held partition: a permit, or `None` when it was revoked.
+type Wake = (Arc<PartitionTracker>, Option<OwnedSemaphorePermit>);
+
+pub struct Intake<'a> {
+    pub p: &'a Pipeline,
+    pub consumer: &'a SourceConsumer,
+    pub trackers: &'a Trackers,
+    pub first: Next,
+    pub metrics: &'a PipelineMetrics,
+    pub exactly_once: Option<&'a SqlSink>,
+    pub cancel: &'a CancellationToken,
+}
+
+impl Intake<'_> {
+    /// Read records and hand them on until cancelled.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let mut last_error: Option<String> = None;
+        let mut held: HashMap<PartitionKey, Held> = HashMap::new();
+        let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<Wake>();
+        // Records read while every partition was paused on a full stage
+        // queue, to hand on before reading more.
+        let mut backlog: VecDeque<(Input, Arc<PartitionTracker>)> = VecDeque::new();
+        loop {
+            if let Some((record, tracker)) = backlog.pop_front() {
+                self.admit(record, tracker, &mut held, &wake_tx, &mut backlog)
+                    .await?;
+                continue;
+            }
+            let msg = tokio::select! {
+                _ = self.cancel.cancelled() => return Ok(()),
+                Some((tracker, permit)) = wake_rx.recv() => {
+                    self.wake(tracker, permit, &mut held, &wake_tx, &mut backlog).await?;
+                    continue;
+                }
+                m = self.consumer.recv() => m,
+            };
+            let msg = match msg {
+                Ok(m) => {
+                    if let Some(e) = last_error.take() {
+                        tracing::info!(pipeline = %self.p.name, after = %e, "consuming again");
+                    }
+                    m
+                }
+                Err(e) => {
+                    // Once per distinct error until records flow again: an
+                    // unreachable broker repeats the same one many times a
+                    // second.
+                    let text = e.to_string();
+                    if last_error.as_deref() != Some(text.as_str()) {
+                        tracing::warn!(pipeline = %self.p.name, error = %text, "consumer error (logged once until it changes)");
+                        last_error = Some(text);
+                    }
+                    continue;
+                }
+            };
+            let Some((record, tracker)) = self.take(msg).await? else {
+                continue;
+            };
+            self.admit(record, tracker, &mut held, &wake_tx, &mut backlog)
+                .await?;
+        }
+    }
+
+    /// Turn a message into a record for its partition's tracker, claiming
+    /// the partition first in exactly-once mode. `None`: nothing to do with
+    /// it (already written, read before a seek, or shutting down).
+    async fn take(
+        &self,
+        msg: BorrowedMessage<'_>,
+    ) -> anyhow::Result<Option<(Input, Arc<PartitionTracker>)>> {
+        let max_in_flight = self.p.source.max_in_flight;
+        let (tracker, fresh) = self
+            .trackers
+            .get(msg.topic(), msg.partition(), max_in_flight);
+        if fresh && let Some(sql) = self.exactly_once {
+            // A new assignment: claim the partition in the database, which,
+            // not Kafka, knows how far it got.
+            let Some(claim) = sql
+                .claim(msg.topic(), msg.partition(), msg.offset(), self.cancel)
+                .await
+            else {
+                return Ok(None);
+            };
+            tracker.set_claim(claim);
+            if claim.next != msg.offset() {
+                resume_at(self.p, self.consumer, &tracker, msg.offset(), claim.next)?;
+                return Ok(None);
+            }
+        }
+        if tracker.skips(msg.offset()) || tracker.stale(msg.offset()) {
+            return Ok(None);
+        }
+        let record = Input {
+            topic: msg.topic().to_owned(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            timestamp: msg.timestamp().to_millis(),
+            key: msg.key().map(<[u8]>::to_vec),
+            value: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            headers: msg
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| Header {
+                            name: h.key.to_owned(),
+                            value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        Ok(Some((record, tracker)))
+    }
+
+    /// Hand a record on if its partition has a permit free; otherwise hold
+    /// it and pause the partition.
+    async fn admit(
+        &self,
+        record: Input,
+        tracker: Arc<PartitionTracker>,
+        held: &mut HashMap<PartitionKey, Held>,
+        wake_tx: &mpsc::UnboundedSender<Wake>,
+        backlog: &mut VecDeque<(Input, Arc<PartitionTracker>)>,
+    ) -> anyhow::Result<()> {
+        if !held.is_empty() {
+            let key = (tracker.topic.clone(), tracker.partition);
+            if let Some(h) = held.get_mut(&key) {
+                if Arc::ptr_eq(&h.tracker, &tracker) {
+                    // Behind held records of its partition: keep the order.
+                    h.records.push_back(record);
+                    return Ok(());
+                }
+                // Held for an assignment that is over: those records are
+                // read again by whoever owns the partition now.
+                held.remove(&key);
+            }
+        }
+        match tracker.permits.clone().try_acquire_owned() {
+            Ok(permit) => self.hand_on(record, tracker, permit, held, backlog).await,
+            // Revoked: the record is read again by the partition's new owner.
+            Err(TryAcquireError::Closed) => Ok(()),
+            Err(TryAcquireError::NoPermits) => {
+                self.pause(&tracker);
+                let key = (tracker.topic.clone(), tracker.partition);
+                held.insert(
+                    key,
+                    Held {
+                        tracker: tracker.clone(),
+                        records: VecDeque::from([record]),
+                    },
+                );
+                wait_for_permit(tracker, wake_tx.clone());
+                Ok(())
+            }
+        }
+    }
+
+    /// A held partition got a permit (or was revoked): hand on what it holds
+    /// while permits last, and resume it once it holds nothing.
+    async fn wake(
+        &self,
+        tracker: Arc<PartitionTracker>,
+        permit: Option<OwnedSemaphorePermit>,
+        held: &mut HashMap<PartitionKey, Held>,
+        wake_tx: &mpsc::UnboundedSender<Wake>,
+        backlog: &mut VecDeque<(Input, Arc<PartitionTracker>)>,
+    ) -> anyhow::Result<()> {
+        let key = (tracker.topic.clone(), tracker.partition);
+        if !held
+            .get(&key)
+            .is_some_and(|h| Arc::ptr_eq(&h.tracker, &tracker))
+        {
+            return Ok(());
+        }
+        let Some(mut permit) = permit else {
+            // Revoked: what it held is read again by its new owner.
+            held.remove(&key);
+            return Ok(());
+        };
+        loop {
+            let Some(h) = held.get_mut(&key) else {
+                return Ok(());
+            };
+            let Some(record) = h.records.pop_front() else {
+                held.remove(&key);
+                self.resume(&tracker);
+                return Ok(());
+            };
+            self.hand_on(record, tracker.clone(), permit, held, backlog)
+                .await?;
+            match tracker.permits.clone().try_acquire_owned() {
+                Ok(p) => permit = p,
+                Err(TryAcquireError::Closed) => {
+                    held.remove(&key);
+                    return Ok(());
+                }
+                Err(TryAcquireError::NoPermits) => {
+                    let empty = held.get(&key).is_none_or(|h| h.records.is_empty());
+                    if empty {
+                        held.remove(&key);
+                        self.resume(&tracker);
+                    } else {
+                        wait_for_permit(tracker, wake_tx.clone());
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Send a record to the first stage. When that stage's queue is full,
+    /// pause every partition and keep polling until there is room; records
+    /// that arrive meanwhile go to `backlog`. Partitions in `held` stay
+    /// paused afterwards.
+    async fn hand_on(
+        &self,
+        record: Input,
+        tracker: Arc<PartitionTracker>,
+        permit: OwnedSemaphorePermit,
+        held: &HashMap<PartitionKey, Held>,
+        backlog: &mut VecDeque<(Input, Arc<PartitionTracker>)>,
+    ) -> anyhow::Result<()> {
+        self.metrics.records_in.increment(1);
+        tracker.begin(record.offset);
+        let mut work = Work::new(record, tracker, permit);
+        let tx = match &self.first {
+            Next::Stage(txs) => &txs[lane(work.record.partition, txs.len())],
+            Next::Sink(tx) => {
+                let output = crate::plugin::Output {
+                    route: None,
+                    key: work.record.key.clone(),
+                    value: work.record.value.clone(),
+                    headers: work.record.headers.clone(),
+                };
+                work.routed.push(output);
+                tx
+            }
+        };
+        let work = match tx.try_send(work) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                anyhow::bail!("pipeline stages stopped unexpectedly")
+            }
+            Err(mpsc::error::TrySendError::Full(work)) => work,
+        };
+        let assignment = self.consumer.assignment().unwrap_or_default();
+        let _ = self.consumer.pause(&assignment);
+        let sent = loop {
+            tokio::select! {
+                room = tx.reserve() => break room.map(|r| r.send(work)),
+                _ = self.cancel.cancelled() => {
+                    // Shutting down: the record is abandoned, read again.
+                    break Ok(());
+                }
+                m = self.consumer.recv() => {
+                    // Fetched before the pause took hold, or a rebalance.
+                    if let Ok(msg) = m
+                        && let Some(taken) = self.take(msg).await?
+                    {
+                        backlog.push_back(taken);
+                    }
+                }
+            }
+        };
+        let mut flowing = TopicPartitionList::new();
+        for e in assignment.elements() {
+            let key = (Arc::<str>::from(e.topic()), e.partition());
+            if !held.contains_key(&key) {
+                flowing.add_partition(e.topic(), e.partition());
+            }
+        }
+        let _ = self.consumer.resume(&flowing);
+        sent.map_err(|_| anyhow::anyhow!("pipeline stages stopped unexpectedly"))
+    }
+
+    fn pause(&self, tracker: &PartitionTracker) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&tracker.topic, tracker.partition);
+        if let Err(e) = self.consumer.pause(&tpl) {
+            tracing::debug!(topic = %tracker.topic, partition = tracker.partition, error = %e, "pause");
+        }
+    }
+
+    fn resume(&self, tracker: &PartitionTracker) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&tracker.topic, tracker.partition);
+        if let Err(e) = self.consumer.resume(&tpl) {
+            tracing::debug!(topic = %tracker.topic, partition = tracker.partition, error = %e, "resume");
+        }
+    }
+}
+
+/// Wake the loop once `tracker` has a permit free (or is revoked).
+fn wait_for_permit(tracker: Arc<PartitionTracker>, wake: mpsc::UnboundedSender<Wake>) {
+    tokio::spawn(async move {
+        let permit = tracker.permits.clone().acquire_owned().await.ok();
+        let _ = wake.send((tracker, permit));
+    });
+}
+
+/// Exactly-once: the database's offset for a partition differs from the
+/// record Kafka gave first (`at`). Read from the database's offset instead:
+/// forward past what is already written, or back to what is not.
+fn resume_at(
+    p: &Pipeline,
+    consumer: &SourceConsumer,
+    tracker: &PartitionTracker,
+    at: i64,
+    next: i64,
+) -> anyhow::Result<()> {
+    let (topic, partition) = (&*tracker.topic, tracker.partition);
+    tracing::info!(
+        pipeline = %p.name, topic, partition, kafka = at, database = next,
+        "resuming from the database's offset"
+    );
+    // Records below the database's offset are written already.
+    tracker.set_skip_below(next);
+    if next < at {
+        // Kafka is ahead (a reset group, expired offsets, a restored
+        // database): the records in between are not written, so go back.
+        tracker.rewind(at);
+    }
+    let sought = consumer.seek(
+        topic,
+        partition,
+        rdkafka::Offset::Offset(next),
+        Duration::from_secs(10),
+    );
+    match sought {
+        Ok(()) => Ok(()),
+        // Forward, skipping what is written is enough.
+        Err(e) if next > at => {
+            tracing::debug!(topic, partition, error = %e, "seek forward failed; skipping instead");
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "{topic}/{partition}: cannot seek back to the database's offset {next} \
+             (Kafka's is {at}): {e}"
+        )),
+    }
+}
