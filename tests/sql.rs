@@ -548,3 +548,89 @@ retry_after = "1h"
         assert_eq!(g.partition as u32, want, "key {k}");
     }
 }
+
+/// Two rows with one key in a batch, the last refused by a CHECK: the
+/// first is stored and only the refused one is dead-lettered, as if they
+/// had come one at a time. With `on_conflict = "ignore"` the first row of a
+/// key wins inside a batch too, as it does across batches.
+#[test]
+fn postgres_duplicate_keys_in_a_batch_behave_as_if_written_one_at_a_time() {
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(
+        dir.path(),
+        b,
+        &pg_url(),
+        r#"batch_rows = 1000, batch_age = "500ms""#,
+        &format!("key = [\"id\"]\n{COLUMNS}"),
+        1,
+    );
+    pg_exec(&format!(
+        "CREATE TABLE \"{}\" (id TEXT PRIMARY KEY, v BIGINT CHECK (v >= 0))",
+        s.table
+    ));
+    let ignore = setup(
+        dir.path(),
+        b,
+        &pg_url(),
+        r#"batch_rows = 1000, batch_age = "500ms""#,
+        &format!("key = [\"id\"]\non_conflict = \"ignore\"\ncreate = true\n{COLUMNS}"),
+        1,
+    );
+    let mut p = Sluice::run(&s.file, &dir.path().join("log"));
+    let mut q = Sluice::run(&ignore.file, &dir.path().join("log-ignore"));
+    let recs = |pairs: &[(&str, &str)]| -> Vec<(String, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    };
+    b.produce(
+        &s.input,
+        &recs(&[
+            ("a", r#"{"id":"a","v":1}"#),
+            ("a", r#"{"id":"a","v":-1}"#),
+            ("b", r#"{"id":"b","v":2}"#),
+        ]),
+    );
+    b.produce(
+        &ignore.input,
+        &recs(&[("c", r#"{"id":"c","v":1}"#), ("c", r#"{"id":"c","v":2}"#)]),
+    );
+    let dl = common::collect(
+        &b.consumer(&s.dlq),
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        |g| !g.is_empty(),
+    );
+    assert_eq!(dl.len(), 1, "{dl:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&dl[0].value),
+        r#"{"id":"a","v":-1}"#
+    );
+    common::wait_for("rows a and b", Duration::from_secs(30), || {
+        pg_count(&format!("SELECT count(*) FROM \"{}\"", s.table)) == 2
+    });
+    assert_eq!(
+        pg_count(&format!("SELECT v FROM \"{}\" WHERE id = 'a'", s.table)),
+        1,
+        "the earlier row of key a was lost with the refused one"
+    );
+    common::wait_for("row c", Duration::from_secs(30), || {
+        pg_count(&format!(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = '{}'",
+            ignore.table
+        )) == 1
+            && pg_count(&format!("SELECT count(*) FROM \"{}\"", ignore.table)) == 1
+    });
+    assert_eq!(
+        pg_count(&format!(
+            "SELECT v FROM \"{}\" WHERE id = 'c'",
+            ignore.table
+        )),
+        1,
+        "ignore: the first row of a key wins"
+    );
+    assert!(p.terminate(), "{}", p.log_text());
+    assert!(q.terminate(), "{}", q.log_text());
+}

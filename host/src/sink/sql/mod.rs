@@ -38,7 +38,7 @@ use row::{TableSpec, Value};
 
 use super::dead_letter::DeadLetterWriter;
 use crate::config::pipeline::Pipeline;
-use crate::config::sql::SqlConfig;
+use crate::config::sql::{OnConflict, SqlConfig};
 use crate::pipeline::work::{Failure, Work};
 use crate::source::offsets::{Claim, PartitionTracker};
 
@@ -309,7 +309,7 @@ impl Batcher {
             if jobs.is_empty() {
                 return Ok(());
             }
-            let (per_table, ids) = self.rows(&jobs);
+            let (per_table, ids) = self.rows(&jobs, isolate);
             let (offsets, trackers) = self.offsets(&jobs);
             let written = self
                 .db
@@ -375,9 +375,18 @@ impl Batcher {
             && (!self.exactly_once || t.claim().is_some())
     }
 
-    /// Rows per table, with duplicate keys collapsed to the last one, and
-    /// for each row id its (job, row) position.
-    fn rows<'a>(&'a self, jobs: &'a [SqlJob]) -> (Vec<TableRows<'a>>, Vec<(usize, usize)>) {
+    /// Rows per table, and for each row id its (job, row) position.
+    ///
+    /// One statement cannot touch a key twice, so a batch collapses rows of
+    /// one key: to the last with `update`, to the first with `ignore`, which
+    /// is what writing them one at a time would store. In isolation mode
+    /// (row by row) nothing collapses, so a refused row takes no earlier
+    /// row of its key with it.
+    fn rows<'a>(
+        &'a self,
+        jobs: &'a [SqlJob],
+        isolate: bool,
+    ) -> (Vec<TableRows<'a>>, Vec<(usize, usize)>) {
         let mut per_table: Vec<TableRows<'_>> = self
             .tables
             .iter()
@@ -393,9 +402,14 @@ impl Batcher {
                 let t = &mut per_table[row.table];
                 let id = ids.len();
                 ids.push((j, r));
-                match self.tables[row.table].key_of(&row.values) {
+                let spec = &self.tables[row.table];
+                match spec.key_of(&row.values).filter(|_| !isolate) {
                     Some(k) => match seen[row.table].get(&k) {
-                        Some(&at) => t.rows[at] = (id, &row.values),
+                        Some(&at) => {
+                            if spec.on_conflict == OnConflict::Update {
+                                t.rows[at] = (id, &row.values);
+                            }
+                        }
                         None => {
                             seen[row.table].insert(k, t.rows.len());
                             t.rows.push((id, &row.values));
