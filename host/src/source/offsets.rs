@@ -69,10 +69,22 @@ pub struct Claim {
     pub next: i64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     /// Offsets read but not yet released, in read order, with a done flag.
     pending: VecDeque<(i64, bool)>,
+    /// Whether `pending` is in increasing order, as it is unless the
+    /// consumer went back within one assignment (an offset reset).
+    sorted: bool,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            pending: VecDeque::new(),
+            sorted: true,
+        }
+    }
 }
 
 impl PartitionTracker {
@@ -153,10 +165,15 @@ impl PartitionTracker {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Record that `offset` was read. Offsets must be increasing.
+    /// Record that `offset` was read. Offsets normally increase; when the
+    /// consumer goes back (an offset reset), the earlier offsets are simply
+    /// read again and released in read order, so a stored offset may move
+    /// back (duplicates), never past an unfinished record.
     pub fn begin(&self, offset: i64) {
         let mut s = self.lock();
-        debug_assert!(s.pending.back().is_none_or(|&(o, _)| o < offset));
+        if s.pending.back().is_some_and(|&(o, _)| o >= offset) {
+            s.sorted = false;
+        }
         s.pending.push_back((offset, false));
     }
 
@@ -165,14 +182,20 @@ impl PartitionTracker {
     /// stored (the consumer then resumes at the one after it).
     pub fn finish(&self, offset: i64) -> Option<i64> {
         let mut s = self.lock();
-        let Ok(i) = s.pending.binary_search_by_key(&offset, |&(o, _)| o) else {
-            return None;
+        let found = if s.sorted {
+            s.pending.binary_search_by_key(&offset, |&(o, _)| o).ok()
+        } else {
+            s.pending.iter().position(|&(o, done)| o == offset && !done)
         };
+        let i = found?;
         s.pending[i].1 = true;
         let mut last = None;
         while let Some(&(o, true)) = s.pending.front() {
             last = Some(o);
             s.pending.pop_front();
+        }
+        if s.pending.is_empty() {
+            s.sorted = true;
         }
         if self.is_revoked() { None } else { last }
     }
@@ -237,6 +260,29 @@ mod tests {
         t.begin(1);
         assert_eq!(t.finish(7), None);
         assert_eq!(t.in_flight(), 1);
+    }
+
+    #[test]
+    fn an_offset_reset_within_an_assignment_never_skips_an_unfinished_record() {
+        let t = t();
+        for o in [10, 11, 12] {
+            t.begin(o);
+        }
+        // The consumer went back to 5 (an offset reset) while 10..12 fly.
+        for o in [5, 6] {
+            t.begin(o);
+        }
+        assert_eq!(t.finish(6), None);
+        assert_eq!(t.finish(10), Some(10));
+        assert_eq!(t.finish(12), None);
+        assert_eq!(t.finish(11), Some(12));
+        // 5 is still unfinished: nothing after it in read order is released.
+        assert_eq!(t.in_flight(), 2);
+        assert_eq!(t.finish(5), Some(6));
+        assert_eq!(t.in_flight(), 0);
+        // Back in order: the fast path again.
+        t.begin(7);
+        assert_eq!(t.finish(7), Some(7));
     }
 
     #[test]
