@@ -73,6 +73,26 @@ fn metric(port: u16, name: &str) -> f64 {
         .sum()
 }
 
+/// `GET path` on a sluice metrics endpoint: (status code, body).
+fn http(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let code = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, out)
+}
+
 /// A pipeline file: `plugin` with `params`, into `table` of `url`.
 struct Spec<'a> {
     broker: &'a str,
@@ -337,6 +357,7 @@ fn a_read_only_database_dead_letters_nothing_and_loses_nothing() {
     );
     b.create_topic(&input, 2);
     b.create_topic(&dlq, 1);
+    let port = common::free_port();
     let file = write_file(
         &dir.path().join("p.toml"),
         &Spec {
@@ -350,7 +371,7 @@ fn a_read_only_database_dead_letters_nothing_and_loses_nothing() {
             plugin: "passthrough",
             params: "",
             retry: "",
-            metrics_port: common::free_port(),
+            metrics_port: port,
         },
     );
     let count = format!("SELECT count(*) FROM \"{table}\"");
@@ -379,12 +400,28 @@ fn a_read_only_database_dead_letters_nothing_and_loses_nothing() {
         let log = p.log_text();
         log.contains("read-only") || log.contains("dead-lettering")
     });
+    // /healthz says what is wrong while it is.
+    wait(
+        &[&p],
+        "/healthz to report the database",
+        Duration::from_secs(30),
+        || {
+            let (code, body) = http(port, "/healthz");
+            code == 503 && body.contains("pipeline `f`: database")
+        },
+    );
     // The outage lasts 10 s, with sluice retrying through it.
     std::thread::sleep(Duration::from_secs(10));
     read_only(false);
     wait(&[&p], "every row", Duration::from_secs(60), || {
         scalar(&url, &count) == Some(N as i64)
     });
+    wait(
+        &[&p],
+        "/healthz to be ok again",
+        Duration::from_secs(30),
+        || http(port, "/healthz").0 == 200,
+    );
     let dead = dead_letters(b, &dlq, 0);
     assert!(p.terminate(), "{}", p.log_text());
     assert!(

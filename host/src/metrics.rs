@@ -61,6 +61,38 @@ pub fn pipeline_file_reloads(result: &'static str) -> Counter {
     metrics::counter!(PIPELINE_FILE_RELOADS, "result" => result)
 }
 
+/// What is wrong right now, by component (say, "pipeline `p`: database");
+/// `/healthz` answers 503 with these lines while there are any.
+static UNHEALTHY: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Mark `component` unhealthy, saying why.
+pub fn unhealthy(component: &str, why: impl std::fmt::Display) {
+    let mut m = UNHEALTHY.lock().unwrap_or_else(|e| e.into_inner());
+    m.insert(component.to_owned(), why.to_string());
+}
+
+/// Mark `component` healthy again (no-op when it was).
+pub fn healthy(component: &str) {
+    let mut m = UNHEALTHY.lock().unwrap_or_else(|e| e.into_inner());
+    if !m.is_empty() {
+        m.remove(component);
+    }
+}
+
+/// `/healthz`: 200 "ok", or 503 naming each unhealthy component.
+fn health() -> (axum::http::StatusCode, String) {
+    let m = UNHEALTHY.lock().unwrap_or_else(|e| e.into_inner());
+    if m.is_empty() {
+        return (axum::http::StatusCode::OK, "ok\n".into());
+    }
+    let mut body = String::new();
+    for (component, why) in m.iter() {
+        body.push_str(&format!("{component}: {why}\n"));
+    }
+    (axum::http::StatusCode::SERVICE_UNAVAILABLE, body)
+}
+
 /// Serve `/metrics`, `/healthz` and the `admin` routes until `shutdown`
 /// resolves.
 pub async fn serve(
@@ -78,7 +110,7 @@ pub async fn serve(
                 async move { h.render() }
             }),
         )
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(|| async { health() }))
         .merge(admin.unwrap_or_default());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics endpoint listening");

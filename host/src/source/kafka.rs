@@ -145,11 +145,16 @@ impl ClientContext for SourceContext {
         let was = self
             .brokers_up
             .swap(i8::from(up), std::sync::atomic::Ordering::Relaxed);
+        let component = format!("pipeline `{}`: brokers", self.pipeline);
         match (was, up) {
             (1 | -1, false) => {
+                crate::metrics::unhealthy(&component, "no broker reachable");
                 tracing::warn!(pipeline = %self.pipeline, "no broker reachable; sluice keeps retrying and resumes by itself")
             }
-            (0, true) => tracing::info!(pipeline = %self.pipeline, "broker reachable again"),
+            (0, true) => {
+                crate::metrics::healthy(&component);
+                tracing::info!(pipeline = %self.pipeline, "broker reachable again")
+            }
             _ => {}
         }
         for (topic, t) in &stats.topics {

@@ -72,6 +72,8 @@ pub struct SqlSink {
     pub exactly_once: bool,
     group: Arc<str>,
     offsets_table: Arc<str>,
+    /// How `/healthz` names this pipeline's database.
+    component: Arc<str>,
 }
 
 impl SqlSink {
@@ -100,8 +102,10 @@ impl SqlSink {
             exactly_once: cfg.exactly_once,
             group: p.source.group_id.as_str().into(),
             offsets_table: cfg.offsets_table.as_str().into(),
+            component: format!("pipeline `{}`: database", p.name).into(),
         };
         let batcher = Batcher {
+            component: sink.component.to_string(),
             db,
             tables: sink.tables.clone(),
             group: sink.group.clone(),
@@ -188,6 +192,7 @@ async fn connect(
         let e = match tried {
             Ok(db) => {
                 if attempt > 0 {
+                    crate::metrics::healthy(&format!("pipeline `{}`: database", p.name));
                     tracing::info!(pipeline = %p.name, "database available again");
                 }
                 return Ok(db);
@@ -199,6 +204,10 @@ async fn connect(
             Err(e) => e,
         };
         attempt += 1;
+        crate::metrics::unhealthy(
+            &format!("pipeline `{}`: database", p.name),
+            format!("unavailable: {e}"),
+        );
         if attempt == 1 {
             tracing::warn!(pipeline = %p.name, url = %redact(&cfg.url), error = %e, "database unavailable; waiting for it");
         }
@@ -238,6 +247,8 @@ fn redact(url: &str) -> String {
 }
 
 struct Batcher {
+    /// How `/healthz` names this pipeline's database.
+    component: String,
     db: Db,
     tables: Arc<Vec<TableSpec>>,
     group: Arc<str>,
@@ -350,6 +361,9 @@ impl Batcher {
                 }
             };
             if committed {
+                if attempt > 0 {
+                    crate::metrics::healthy(&self.component);
+                }
                 for (o, t) in offsets.iter().zip(&trackers) {
                     t.set_claim(Claim {
                         generation: o.claim.generation,
@@ -524,6 +538,7 @@ impl Batcher {
     /// Wait before retrying a failed write; gives up only on shutdown.
     async fn backoff(&self, attempt: &mut u32, e: &sqlx::Error) -> anyhow::Result<()> {
         *attempt += 1;
+        crate::metrics::unhealthy(&self.component, format!("writes failing, retrying: {e}"));
         tracing::warn!(error = %e, attempt = *attempt, "database write failed; retrying");
         if pause(*attempt, &self.cancel).await {
             Ok(())
