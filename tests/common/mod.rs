@@ -91,7 +91,12 @@ pub struct Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM lets the watchdog shell stop the broker it started (a
+        // SIGKILL would leave the broker running).
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -121,7 +126,7 @@ impl Broker {
         let advertised_url = format!("tcp://127.0.0.1:{advertised}");
         // A watchdog shell kills the broker when this test process exits,
         // even though a shared broker's Drop never runs.
-        let script = r#"bin="$1"; shift; "$bin" "$@" & c=$!; while kill -0 "$WATCH" 2>/dev/null && kill -0 $c 2>/dev/null; do sleep 0.5; done; kill $c 2>/dev/null"#;
+        let script = r#"bin="$1"; shift; "$bin" "$@" & c=$!; trap 'kill $c 2>/dev/null; exit 0' TERM; while kill -0 "$WATCH" 2>/dev/null && kill -0 $c 2>/dev/null; do sleep 0.5; done; kill $c 2>/dev/null"#;
         let child = Command::new("bash")
             .arg("-c")
             .arg(script)

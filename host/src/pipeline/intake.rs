@@ -2,13 +2,15 @@
 //! newly assigned partition in exactly-once mode, and hands records to the
 //! first stage (or the sink).
 //!
-//! Promise: backpressure never stops the poll. A partition with
-//! `max_in_flight` records in flight is paused (`Consumer::pause`) and its
-//! records read meanwhile are held, in order, until a permit frees; then
-//! they go on and the partition is resumed. A full stage queue pauses every
-//! partition while the loop keeps polling, so rebalances are served and the
-//! member is never evicted for missing `max.poll.interval.ms`, however
-//! slow a sink is. Records are handed on in offset order per partition.
+//! Promise: backpressure never stops the poll for long. A partition whose
+//! `max_in_flight` records stay in flight for [`BRIEF`] is paused
+//! (`Consumer::pause`) and its records read meanwhile are held, in order,
+//! until a permit frees; then they go on and the partition is resumed. A
+//! stage queue that stays full for [`BRIEF`] pauses every partition while
+//! the loop keeps polling, so rebalances are served and the member is never
+//! evicted for missing `max.poll.interval.ms`, however slow a sink is.
+//! Short waits do not pause: a pause costs a fetch round trip on resume.
+//! Records are handed on in offset order per partition.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -29,6 +31,11 @@ use crate::plugin::{Header, Input};
 use crate::sink::sql::SqlSink;
 use crate::source::kafka::{PartitionKey, SourceConsumer, Trackers};
 use crate::source::offsets::PartitionTracker;
+
+/// How long the loop waits for a permit or for room in a stage queue
+/// before it pauses instead: far below `max.poll.interval.ms`, and long
+/// enough that a busy but flowing pipeline never pauses.
+const BRIEF: Duration = Duration::from_millis(200);
 
 /// A partition paused for want of a permit, and the records read for it
 /// since, in offset order.
@@ -179,6 +186,16 @@ impl Intake<'_> {
             // Revoked: the record is read again by the partition's new owner.
             Err(TryAcquireError::Closed) => Ok(()),
             Err(TryAcquireError::NoPermits) => {
+                // A permit usually frees within moments, and a pause costs a
+                // fetch round trip on resume: wait a little first.
+                let soon = tokio::time::timeout(BRIEF, tracker.permits.clone().acquire_owned());
+                match soon.await {
+                    Ok(Ok(permit)) => {
+                        return self.hand_on(record, tracker, permit, held, backlog).await;
+                    }
+                    Ok(Err(_)) => return Ok(()),
+                    Err(_) => {}
+                }
                 self.pause(&tracker);
                 let key = (tracker.topic.clone(), tracker.partition);
                 held.insert(
@@ -282,6 +299,16 @@ impl Intake<'_> {
             }
             Err(mpsc::error::TrySendError::Full(work)) => work,
         };
+        // The stage usually takes it within moments: wait a little before
+        // pausing everything.
+        match tokio::time::timeout(BRIEF, tx.reserve()).await {
+            Ok(Ok(room)) => {
+                room.send(work);
+                return Ok(());
+            }
+            Ok(Err(_)) => anyhow::bail!("pipeline stages stopped unexpectedly"),
+            Err(_) => {}
+        }
         let assignment = self.consumer.assignment().unwrap_or_default();
         let _ = self.consumer.pause(&assignment);
         let sent = loop {
