@@ -643,7 +643,7 @@ fn eo_twenty_kill_9s_at_random_points_lose_and_double_nothing() {
     producer.join().unwrap();
     let mut p = Sluice::run(&file, &dir.path().join("log-final"));
     wait(&[&p], "every row", Duration::from_secs(180), || {
-        count() >= N as i64
+        count() >= N as i64 && p.log_text().contains("partition assigned")
     });
     assert!(p.terminate(), "{}", p.log_text());
     let rows = count();

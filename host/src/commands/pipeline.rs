@@ -42,7 +42,8 @@ pub fn run(runtime: Runtime, path: &Path) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let result = rt.block_on(async move {
-        crate::pipeline::run(runtime, file, Some(path.to_owned()), shutdown_signal())
+        let shutdown = shutdown_signal();
+        crate::pipeline::run(runtime, file, Some(path.to_owned()), shutdown)
             .await
             .map_err(|e| {
                 if e.chain().any(|c| {
@@ -62,26 +63,34 @@ pub fn run(runtime: Runtime, path: &Path) -> anyhow::Result<()> {
     result
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on the first SIGINT or SIGTERM. The handlers are installed
+/// when this is called, not when the future is first polled, so a signal
+/// that comes while plugins are still loading is not lost (it would
+/// otherwise kill the process). Call it inside the runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, int) {
+                (Some(mut term), Some(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = int.recv() => {},
+                    }
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
