@@ -54,6 +54,8 @@ pub struct PartitionTracker {
     rewind_upto: AtomicI64,
     /// Exactly-once: this member's claim on the partition's offsets row.
     claim: Mutex<Option<Claim>>,
+    /// Whether `claim` is set, readable per record without the lock.
+    claimed: AtomicBool,
     max_in_flight: usize,
 }
 
@@ -99,6 +101,7 @@ impl PartitionTracker {
             halted_at: AtomicI64::new(i64::MAX),
             rewind_upto: AtomicI64::new(i64::MIN),
             claim: Mutex::new(None),
+            claimed: AtomicBool::new(false),
             max_in_flight,
         }
     }
@@ -138,6 +141,11 @@ impl PartitionTracker {
         false
     }
 
+    /// Exactly-once: whether the partition is claimed (no lock taken).
+    pub fn has_claim(&self) -> bool {
+        self.claimed.load(Ordering::Acquire)
+    }
+
     /// Exactly-once: this member's claim on the partition, once made.
     pub fn claim(&self) -> Option<Claim> {
         *self.claim.lock().unwrap_or_else(|e| e.into_inner())
@@ -147,6 +155,7 @@ impl PartitionTracker {
     /// commit.
     pub fn set_claim(&self, claim: Claim) {
         *self.claim.lock().unwrap_or_else(|e| e.into_inner()) = Some(claim);
+        self.claimed.store(true, Ordering::Release);
     }
 
     /// Skip records below `offset` (they are already written).

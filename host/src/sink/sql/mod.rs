@@ -24,6 +24,7 @@
 pub mod db;
 pub mod row;
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -384,9 +385,7 @@ impl Batcher {
     /// a claim on the partition.
     fn may_write(&self, work: &Work) -> bool {
         let t = &work.tracker;
-        !t.is_revoked()
-            && !t.halts(work.record.offset)
-            && (!self.exactly_once || t.claim().is_some())
+        !t.is_revoked() && !t.halts(work.record.offset) && (!self.exactly_once || t.has_claim())
     }
 
     /// Rows per table, and for each row id its (job, row) position.
@@ -450,19 +449,25 @@ impl Batcher {
         if self.exactly_once {
             for job in jobs {
                 let r = &job.work.record;
-                let Some(claim) = job.work.tracker.claim() else {
-                    continue;
+                // The claim is read once per partition per batch.
+                let (w, _) = match next.entry((r.topic.as_str(), r.partition)) {
+                    Entry::Occupied(o) => o.into_mut(),
+                    Entry::Vacant(v) => {
+                        let Some(claim) = job.work.tracker.claim() else {
+                            continue;
+                        };
+                        v.insert((
+                            OffsetWrite {
+                                group: &self.group,
+                                topic: r.topic.as_str(),
+                                partition: r.partition,
+                                claim,
+                                next: claim.next,
+                            },
+                            &job.work.tracker,
+                        ))
+                    }
                 };
-                let (w, _) = next.entry((r.topic.as_str(), r.partition)).or_insert((
-                    OffsetWrite {
-                        group: &self.group,
-                        topic: r.topic.as_str(),
-                        partition: r.partition,
-                        claim,
-                        next: claim.next,
-                    },
-                    &job.work.tracker,
-                ));
                 w.next = w.next.max(r.offset + 1);
             }
         }
