@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME"
 plugin_target := env_var_or_default("SLUICE_PLUGIN_TARGET", env_var("HOME") + "/.cache/sluice/plugins-target")
 export SLUICE_TANSU := env_var_or_default("SLUICE_TANSU", env_var("HOME") + "/.cache/sluice/bin/tansu")
 
-plugin_crates := "recipe-parser calorie-alert page-parser passthrough busy-loop alloc-bomb panic big-output http-fetch init-trap flaky"
+plugin_crates := "recipe-parser calorie-alert page-parser passthrough busy-loop alloc-bomb panic big-output http-fetch init-trap flaky sleeper flood prober"
 
 default:
     @just --list
@@ -28,6 +28,7 @@ plugins: toolchains
         cp "{{plugin_target}}/wasm32-wasip2/plugin/${c//-/_}.wasm" "dist/plugins/$c.wasm"
     done
     bash plugins/build-polyglot.sh dist/plugins
+    bash tests/plugins/wat/build.sh dist/plugins
     # The hot-swap tests' second build of calorie-alert (default threshold
     # 300), in its own target dir so the two builds don't rebuild each other.
     CARGO_TARGET_DIR="{{plugin_target}}-variant" cargo build --profile plugin --target wasm32-wasip2 -p calorie-alert --features default-threshold-300

@@ -47,6 +47,11 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
+/// As [`deserialize`], for an optional size (a field that is present).
+pub fn deserialize_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    deserialize(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse;

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use super::work::{Failure, Work};
 use crate::config::pipeline::RetryConfig;
 use crate::metrics::{PipelineMetrics, PluginMetrics};
-use crate::plugin::{Input, Instance, Output, PluginError};
+use crate::plugin::{Input, Instance, Output, PluginError, output_bytes};
 use crate::source::offsets::PartitionTracker;
 use crate::swap::{PluginSlot, Version};
 
@@ -142,9 +142,19 @@ impl Stage {
                 }
             }
             Some(inputs) => {
+                // What accumulates for one source record along the chain is
+                // bounded by this stage's output caps too.
+                let mut bytes = output_bytes(&work.routed);
                 for input in &inputs {
+                    let before = outputs.len();
                     if let Err(f) = self.call(input, &work.tracker, &mut outputs) {
                         return self.fail(work, f);
+                    }
+                    bytes += output_bytes(&outputs[before..]);
+                    let count = outputs.len() + work.routed.len();
+                    if let Err(e) = self.instance.limits().check_outputs(count, bytes) {
+                        self.metrics.trapped(e.kind());
+                        return self.fail(work, Some(self.failure(&e, 1)));
                     }
                 }
             }

@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
-use super::bindings::{Transform, TransformPre, WORLD};
+use super::bindings::{TransformPre, WORLD};
+use super::cache::Cache;
 use super::host::HostState;
 use super::{LoadError, Plugin};
 
@@ -76,17 +77,15 @@ impl Runtime {
         let engine = Engine::new(&config)?;
 
         let mut linker = Linker::<HostState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Transform::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
-            &mut linker,
-            |state| state,
-        )?;
+        super::host::add_to_linker(&mut linker)?;
 
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         let compat = format!("wasmtime-{}-{:016x}", wasmtime_version(), h.finish());
 
-        spawn_ticker(&engine, opts.tick);
+        // Without the ticker no deadline fires: refuse to run plugins at all.
+        spawn_ticker(&engine, opts.tick)
+            .map_err(|e| anyhow::anyhow!("cannot start the epoch ticker thread: {e}; refusing to run plugins without deadlines"))?;
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
@@ -173,34 +172,41 @@ impl Runtime {
         let Some(dir) = &self.inner.cache_dir else {
             return Ok((compile()?, false));
         };
-        let file = dir.join(format!("{hash}-{}.cwasm", self.inner.compat));
-        if file.exists() {
-            // SAFETY: the cache directory is private to sluice and every file
-            // in it was written by `Component::serialize` from this same
-            // wasmtime version and engine settings (both are in the name).
-            match unsafe { Component::deserialize_file(engine, &file) } {
+        let cache = match Cache::open(dir) {
+            Ok(cache) => cache,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "compile cache not used");
+                return Ok((compile()?, false));
+            }
+        };
+        let name = format!("{hash}-{}", self.inner.compat);
+        match cache.get(&name) {
+            // SAFETY: these bytes are what `Component::serialize` wrote for
+            // this wasmtime version and engine settings (both in `name`):
+            // their tag, keyed by the cache's private key, verified.
+            Ok(Some(bytes)) => match unsafe { Component::deserialize(engine, &bytes) } {
                 Ok(c) => return Ok((c, true)),
                 Err(e) => {
-                    tracing::warn!(file = %file.display(), error = %e, "ignoring bad cache entry")
+                    tracing::warn!(plugin = %path.display(), error = %e, "ignoring bad cache entry")
                 }
-            }
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                plugin = %path.display(),
+                dir = %dir.display(),
+                error = %e,
+                "cached compilation not loaded; compiling again"
+            ),
         }
         let component = compile()?;
-        if let Err(e) = write_cache(dir, &file, &component) {
+        if let Err(e) = component
+            .serialize()
+            .and_then(|data| Ok(cache.put(&name, &data)?))
+        {
             tracing::warn!(dir = %dir.display(), error = %e, "could not cache compiled plugin");
         }
         Ok((component, false))
     }
-}
-
-fn write_cache(dir: &Path, file: &Path, component: &Component) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let data = component.serialize()?;
-    // Write then rename, so a concurrent reader never sees half a file.
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(&tmp, file)?;
-    Ok(())
 }
 
 /// Refuse anything that is not a WebAssembly component, with a hint.
@@ -222,11 +228,12 @@ fn check_component_header(bytes: &[u8], path: &Path) -> Result<(), LoadError> {
     }
 }
 
-fn spawn_ticker(engine: &Engine, tick: Duration) {
+fn spawn_ticker(engine: &Engine, tick: Duration) -> std::io::Result<()> {
     let weak = engine.weak();
-    let spawned = std::thread::Builder::new()
-        .name("sluice-epoch".into())
-        .spawn(move || {
+    let spawn = TICKER_SPAWN.with(|s| s.get());
+    spawn(
+        std::thread::Builder::new().name("sluice-epoch".into()),
+        Box::new(move || {
             // Count ticks by the clock, not by sleeps: when this thread is
             // scheduled late (a busy machine), it catches up, so deadlines
             // stay close to wall-clock time.
@@ -240,13 +247,54 @@ fn spawn_ticker(engine: &Engine, tick: Duration) {
                 drop(engine);
                 std::thread::sleep(next.saturating_duration_since(Instant::now()));
             }
-        });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "could not start the epoch ticker; deadlines will not fire");
-    }
+        }),
+    )
+}
+
+/// Starts a named thread; a seam so a test can make it fail.
+type Spawn = fn(std::thread::Builder, Box<dyn FnOnce() + Send>) -> std::io::Result<()>;
+
+fn spawn_thread(builder: std::thread::Builder, f: Box<dyn FnOnce() + Send>) -> std::io::Result<()> {
+    builder.spawn(f).map(drop)
+}
+
+thread_local! {
+    static TICKER_SPAWN: std::cell::Cell<Spawn> = const { std::cell::Cell::new(spawn_thread) };
 }
 
 /// The wasmtime version this host was built with.
 pub fn wasmtime_version() -> &'static str {
     "48.0.8"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_ticker_no_plugins() {
+        fn refuse(_: std::thread::Builder, _: Box<dyn FnOnce() + Send>) -> std::io::Result<()> {
+            Err(std::io::Error::other("no threads left"))
+        }
+        TICKER_SPAWN.with(|s| s.set(refuse));
+        let err = Runtime::new(RuntimeOptions {
+            cache_dir: None,
+            tick: DEFAULT_TICK,
+        })
+        .err()
+        .expect("a runtime without its ticker is refused");
+        TICKER_SPAWN.with(|s| s.set(spawn_thread));
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("epoch ticker") && msg.contains("no threads left"),
+            "{msg}"
+        );
+        assert!(
+            Runtime::new(RuntimeOptions {
+                cache_dir: None,
+                tick: DEFAULT_TICK
+            })
+            .is_ok()
+        );
+    }
 }

@@ -13,6 +13,7 @@
 //! ([`Instance::new`]).
 
 pub mod bindings;
+pub mod cache;
 pub mod engine;
 pub mod host;
 pub mod http;
@@ -20,7 +21,7 @@ pub mod limits;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
@@ -79,6 +80,10 @@ pub enum PluginError {
     /// The plugin tried to grow memory past its cap.
     #[error("memory limit of {limit} bytes exceeded: {detail}")]
     Memory { limit: u64, detail: String },
+    /// The plugin returned more outputs, or more output bytes, than its caps
+    /// allow for one record.
+    #[error("output limit exceeded: {0}")]
+    OutputLimit(String),
     /// Any other trap: a guest panic, `unreachable`, an out-of-bounds access.
     #[error("plugin trapped: {0}")]
     Trap(String),
@@ -93,6 +98,7 @@ impl PluginError {
             PluginError::Transient(_) => "transient",
             PluginError::Deadline { .. } => "deadline",
             PluginError::Memory { .. } => "memory",
+            PluginError::OutputLimit(_) => "output-limit",
             PluginError::Trap(_) => "trap",
         }
     }
@@ -100,7 +106,10 @@ impl PluginError {
     /// The message without the kind prefix.
     pub fn message(&self) -> String {
         match self {
-            PluginError::Invalid(m) | PluginError::Transient(m) | PluginError::Trap(m) => m.clone(),
+            PluginError::Invalid(m)
+            | PluginError::Transient(m)
+            | PluginError::OutputLimit(m)
+            | PluginError::Trap(m) => m.clone(),
             other => other.to_string(),
         }
     }
@@ -202,15 +211,14 @@ impl Instance {
                     plugin: plugin.name.to_string(),
                     source,
                 })?;
-                // Epochs do not interrupt host calls, so a fetch that uses its
-                // whole timeout ends the call with a deadline error anyway.
+                // A fetch gets at most what is left of the call's deadline.
                 if !policy.allow().is_empty() && limits.deadline <= policy.timeout() {
                     tracing::warn!(
                         plugin = %plugin.name,
                         deadline = ?limits.deadline,
                         http_timeout = ?policy.timeout(),
                         "the plugin's deadline is not larger than its HTTP timeout; \
-                         a slow fetch will end its call with a deadline error"
+                         a slow fetch will be cut off at the deadline"
                     );
                 }
                 policy
@@ -256,22 +264,31 @@ impl Instance {
     fn build(&self) -> Result<Live, InitError> {
         let plugin = &self.plugin;
         let name = || plugin.name.to_string();
+        // Errors of this phase name the deadline that applies to it.
+        let init_limits = Limits {
+            deadline: self.limits.init_deadline,
+            ..self.limits
+        };
         let mut store = Store::new(
             plugin.runtime.engine(),
             HostState::new(plugin.name.clone(), &self.limits, self.http.clone()),
         );
         store.limiter(|s| &mut s.limiter);
+        store.set_hostcall_fuel(limits::hostcall_fuel(&self.limits));
         store.epoch_deadline_trap();
         store.set_epoch_deadline(limits::ticks_for(
             self.limits.init_deadline,
             plugin.runtime.tick(),
         ));
+        store
+            .data_mut()
+            .begin_call(Instant::now() + self.limits.init_deadline);
         let bindings = plugin
             .pre
             .instantiate(&mut store)
             .map_err(|e| InitError::Instantiate {
                 plugin: name(),
-                reason: describe(&e, &store, &self.limits),
+                reason: describe(&e, &store, &init_limits),
             })?;
         match bindings.call_init(&mut store, &self.params) {
             Ok(Ok(())) => Ok(Live { store, bindings }),
@@ -281,7 +298,7 @@ impl Instance {
             }),
             Err(e) => Err(InitError::Trapped {
                 plugin: name(),
-                reason: describe(&e, &store, &self.limits),
+                reason: describe(&e, &store, &init_limits),
             }),
         }
     }
@@ -297,10 +314,16 @@ impl Instance {
                 self.live.insert(live)
             }
         };
-        live.store.data_mut().limiter.reset();
+        live.store
+            .data_mut()
+            .begin_call(Instant::now() + self.limits.deadline);
         live.store.set_epoch_deadline(self.deadline_ticks);
         match live.bindings.call_process(&mut live.store, input) {
-            Ok(Ok(outputs)) => Ok(outputs),
+            Ok(Ok(outputs)) => {
+                self.limits
+                    .check_outputs(outputs.len(), output_bytes(&outputs))?;
+                Ok(outputs)
+            }
             Ok(Err(e)) => Err(match e.kind {
                 ErrorKind::Invalid => PluginError::Invalid(e.message),
                 ErrorKind::Transient => PluginError::Transient(e.message),
@@ -321,7 +344,32 @@ impl Instance {
     }
 }
 
+/// The bytes an output holds, as the output caps count them.
+pub fn output_bytes(outputs: &[Output]) -> u64 {
+    let headers =
+        |hs: &[Header]| -> usize { hs.iter().map(|h| h.name.len() + h.value.len()).sum() };
+    outputs
+        .iter()
+        .map(|o| {
+            let n = o.value.len()
+                + o.key.as_ref().map_or(0, Vec::len)
+                + o.route.as_ref().map_or(0, String::len)
+                + headers(&o.headers);
+            n as u64
+        })
+        .sum()
+}
+
 fn classify(err: &wasmtime::Error, store: &Store<HostState>, limits: &Limits) -> PluginError {
+    if err
+        .chain()
+        .any(|e| e.to_string().contains(limits::HOSTCALL_FUEL_EXHAUSTED))
+    {
+        return PluginError::OutputLimit(format!(
+            "the call tried to hand the host more than {} bytes",
+            limits::hostcall_fuel(limits)
+        ));
+    }
     if store.data().limiter.memory_refused() {
         return PluginError::Memory {
             limit: limits.memory,

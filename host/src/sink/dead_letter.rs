@@ -26,19 +26,27 @@ pub const H_MESSAGE: &str = "sluice.error.message";
 pub const H_TIMESTAMP: &str = "sluice.dead_lettered_at";
 pub const H_OMITTED: &str = "sluice.value.omitted";
 
+/// Headers sluice writes start with this. An upstream header that does too
+/// (or that has the provenance header's name) is kept under
+/// [`UPSTREAM_PREFIX`] + its name, so a dead letter's `sluice.*` headers
+/// are always sluice's own and cannot be forged by a producer.
+pub const SLUICE_PREFIX: &str = "sluice.";
+pub const UPSTREAM_PREFIX: &str = "x-upstream-";
+
 /// Longest error message a dead letter carries, in bytes.
 pub const MAX_MESSAGE: usize = 4096;
 
-/// `s` cut to at most `max` bytes, on a character boundary.
-fn cut(s: &str, max: usize) -> &str {
+/// Appended to a message that was cut.
+pub const CUT_MARK: &str = "…[truncated]";
+
+/// `s` cut to at most `max` bytes, on a character boundary, ending with
+/// [`CUT_MARK`] when it was cut.
+fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if s.len() <= max {
-        return s;
+        return s.into();
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    let end = s.floor_char_boundary(max.saturating_sub(CUT_MARK.len()));
+    format!("{}{CUT_MARK}", &s[..end]).into()
 }
 
 /// The provenance header: its name and, when plugins processed the record,
@@ -48,9 +56,18 @@ pub type Provenance<'a> = Option<(&'a str, &'a str)>;
 /// Headers for the dead-letter copy of `record`.
 pub fn headers(record: &Input, failure: &Failure, provenance: Provenance<'_>) -> OwnedHeaders {
     let mut h = OwnedHeaders::new_with_capacity(record.headers.len() + 9);
+    let ours =
+        |name: &str| name.starts_with(SLUICE_PREFIX) || provenance.is_some_and(|(p, _)| p == name);
     for orig in &record.headers {
+        let renamed;
+        let key = if ours(&orig.name) {
+            renamed = format!("{UPSTREAM_PREFIX}{}", orig.name);
+            &renamed
+        } else {
+            &orig.name
+        };
         h = h.insert(Header {
-            key: &orig.name,
+            key,
             value: Some(&orig.value),
         });
     }
@@ -66,7 +83,7 @@ pub fn headers(record: &Input, failure: &Failure, provenance: Provenance<'_>) ->
         (H_PLUGIN, &failure.plugin),
         (H_PLUGIN_HASH, &failure.hash),
         (H_KIND, failure.kind),
-        (H_MESSAGE, cut(&failure.message, MAX_MESSAGE)),
+        (H_MESSAGE, &cut(&failure.message, MAX_MESSAGE)),
         (H_TIMESTAMP, &now),
     ];
     for (key, value) in fields.into_iter().chain(provenance) {
@@ -137,13 +154,61 @@ impl DeadLetterWriter {
 
 #[cfg(test)]
 mod tests {
-    use super::cut;
+    use super::*;
+    use rdkafka::message::Headers;
 
     #[test]
-    fn messages_are_cut_on_a_character_boundary() {
+    fn messages_are_cut_on_a_character_boundary_and_marked() {
         assert_eq!(cut("short", 10), "short");
-        assert_eq!(cut("abcdef", 3), "abc");
-        // "é" is two bytes: never split it.
-        assert_eq!(cut("aé", 2), "a");
+        let long = "é".repeat(MAX_MESSAGE);
+        let got = cut(&long, MAX_MESSAGE);
+        assert!(got.len() <= MAX_MESSAGE, "{}", got.len());
+        assert!(got.ends_with(CUT_MARK));
+        assert!(got.trim_end_matches(CUT_MARK).chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn upstream_sluice_headers_are_renamed() {
+        let record = Input {
+            topic: "t".into(),
+            partition: 0,
+            offset: 7,
+            timestamp: None,
+            key: None,
+            value: b"v".to_vec(),
+            headers: vec![
+                crate::plugin::Header {
+                    name: "sluice.error.kind".into(),
+                    value: b"forged".to_vec(),
+                },
+                crate::plugin::Header {
+                    name: "x-sluice-version".into(),
+                    value: b"forged".to_vec(),
+                },
+                crate::plugin::Header {
+                    name: "trace-id".into(),
+                    value: b"abc".to_vec(),
+                },
+            ],
+        };
+        let failure = Failure::host("route", "no such route".into());
+        let h = headers(&record, &failure, Some(("x-sluice-version", "p@123")));
+        let all: Vec<(String, Vec<u8>)> = (0..h.count())
+            .map(|i| {
+                let x = h.get(i);
+                (x.key.to_owned(), x.value.unwrap_or_default().to_vec())
+            })
+            .collect();
+        let get = |k: &str| {
+            all.iter()
+                .filter(|(n, _)| n == k)
+                .map(|(_, v)| v.as_slice())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get(H_KIND), [b"route".as_slice()], "{all:?}");
+        assert_eq!(get("x-upstream-sluice.error.kind"), [b"forged".as_slice()]);
+        assert_eq!(get("x-sluice-version"), [b"p@123".as_slice()]);
+        assert_eq!(get("x-upstream-x-sluice-version"), [b"forged".as_slice()]);
+        assert_eq!(get("trace-id"), [b"abc".as_slice()]);
     }
 }

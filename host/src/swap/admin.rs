@@ -178,6 +178,15 @@ async fn act(
                 error: Some("there is no previous version to roll back to".into()),
             }),
         ),
+        Ok(Outcome::Superseded) => (
+            StatusCode::CONFLICT,
+            Json(OutcomeBody {
+                status: "superseded",
+                from: None,
+                version: None,
+                error: Some("a later request for this plugin landed first".into()),
+            }),
+        ),
         Ok(Outcome::Rejected(error)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(OutcomeBody {

@@ -14,14 +14,19 @@
 //!   with the reason, counted in `sluice_plugin_reloads_total{result =
 //!   "rejected"}` and shown on `GET /plugins`.
 //! - Swaps never touch offsets: nothing is committed, skipped or re-read
-//!   because of one. Swaps of one process are serialised.
+//!   because of one.
+//! - No lock is held while a candidate is admitted: its `init` and smoke
+//!   records run under the plugin's own deadlines, and a slow or hanging
+//!   candidate delays neither other reloads, nor rollbacks, nor records.
+//!   Requests for one slot are ordered by ticket: the latest request to be
+//!   made wins, whichever admission finishes first.
 
 pub mod admin;
 pub mod slot;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -45,6 +50,9 @@ pub enum Outcome {
     Rejected(String),
     /// A rollback was asked for, but no version ran before this one.
     NoPrevious,
+    /// A later request for the same plugin landed while this one was being
+    /// admitted; this one was dropped.
+    Superseded,
 }
 
 /// Why a reload was attempted (for logs).
@@ -162,8 +170,6 @@ pub struct Reloader {
     /// The pipeline file, re-read for config changes (none in embedded use).
     file: Option<PathBuf>,
     slots: Vec<Arc<PluginSlot>>,
-    /// Serialises swaps: the watcher and the admin API may ask at once.
-    serial: Mutex<()>,
 }
 
 impl Reloader {
@@ -172,7 +178,6 @@ impl Reloader {
             runtime,
             file,
             slots,
-            serial: Mutex::new(()),
         }
     }
 
@@ -194,7 +199,7 @@ impl Reloader {
     /// Load the slot's plugin file with the slot's current config and, if
     /// it differs from the running version and passes admission, publish it.
     pub fn reload(&self, slot: &PluginSlot, trigger: Trigger) -> Outcome {
-        let _serial = self.serial.lock().unwrap_or_else(|p| p.into_inner());
+        let ticket = slot.ticket();
         let started = Instant::now();
         let config = slot.state().config.clone();
         let current = slot.current();
@@ -216,9 +221,12 @@ impl Reloader {
         };
         let mut state = slot.state();
         let next = Arc::new(Version::new(plugin, config, state.next_generation));
+        let Some(from) = slot.publish(&mut state, ticket, next.clone()) else {
+            tracing::info!(pipeline = %slot.pipeline, plugin = %slot.name, "reload superseded by a later request");
+            return Outcome::Superseded;
+        };
         state.next_generation += 1;
         state.rejected = None;
-        let from = slot.publish(&mut state, next.clone());
         drop(state);
         crate::metrics::plugin_reloads(&slot.pipeline, &slot.name, "ok").increment(1);
         tracing::info!(
@@ -238,7 +246,7 @@ impl Reloader {
     /// becomes the previous: a second rollback rolls forward). The
     /// previous version is initialised once more before it is published.
     pub fn rollback(&self, slot: &PluginSlot) -> Outcome {
-        let _serial = self.serial.lock().unwrap_or_else(|p| p.into_inner());
+        let ticket = slot.ticket();
         let Some(previous) = slot.state().previous.clone() else {
             return Outcome::NoPrevious;
         };
@@ -246,7 +254,9 @@ impl Reloader {
             return Outcome::Rejected(format!("the previous version no longer starts: {e}"));
         }
         let mut state = slot.state();
-        let from = slot.publish(&mut state, previous.clone());
+        let Some(from) = slot.publish(&mut state, ticket, previous.clone()) else {
+            return Outcome::Superseded;
+        };
         drop(state);
         crate::metrics::plugin_reloads(&slot.pipeline, &slot.name, "rollback").increment(1);
         tracing::info!(

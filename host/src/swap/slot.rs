@@ -93,6 +93,12 @@ pub struct SlotState {
     /// Generation of the next version.
     pub next_generation: u64,
     pub swaps: u64,
+    /// Tickets of swap requests (reloads and rollbacks): the last one given
+    /// out, and the one whose version runs. A request that finishes its
+    /// admission after a later one has landed is dropped, so the latest
+    /// request wins however long each admission takes.
+    pub tickets: u64,
+    pub landed: u64,
 }
 
 /// The running version of one plugin of one pipeline.
@@ -114,6 +120,8 @@ impl PluginSlot {
             rejected: None,
             next_generation: first.generation + 1,
             swaps: 0,
+            tickets: 0,
+            landed: 0,
         };
         PluginSlot {
             pipeline: pipeline.to_owned(),
@@ -134,12 +142,30 @@ impl PluginSlot {
         self.current.load_full()
     }
 
+    /// A ticket for a swap request, taken before its admission starts.
+    pub(crate) fn ticket(&self) -> u64 {
+        let mut state = self.state();
+        state.tickets += 1;
+        state.tickets
+    }
+
     /// Make `next` the running version; the old one becomes `previous`.
-    pub(crate) fn publish(&self, state: &mut SlotState, next: Arc<Version>) -> Arc<Version> {
+    /// `None` (nothing changes) when a request later than `ticket` landed
+    /// first.
+    pub(crate) fn publish(
+        &self,
+        state: &mut SlotState,
+        ticket: u64,
+        next: Arc<Version>,
+    ) -> Option<Arc<Version>> {
+        if state.landed > ticket {
+            return None;
+        }
+        state.landed = ticket;
         let old = self.current.swap(next);
         state.previous = Some(old.clone());
         state.swaps += 1;
-        old
+        Some(old)
     }
 
     /// A snapshot of the slot's state, for the admin API.

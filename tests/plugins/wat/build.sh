@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Wrap each hand-written core module here (*.wat) into a sluice:plugin
+# component: embed the `transform` world's type info, then `component new`.
+# Usage: build.sh OUT_DIR
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+out="$1"
+wit="$here/../../../wit"
+tools="${SLUICE_TOOLCHAINS:-$HOME/.cache/sluice/toolchains}"
+export PATH="$tools/cargo/bin:$PATH"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+for wat in "$here"/*.wat; do
+    name="$(basename "$wat" .wat)"
+    wasm-tools component embed --world transform "$wit" "$wat" -o "$tmp/$name.core.wasm"
+    wasm-tools component new "$tmp/$name.core.wasm" -o "$out/$name.wasm"
+done
