@@ -20,6 +20,8 @@ use super::bindings::{self, Level};
 use super::http::HttpClient;
 use super::limits::{Limiter, Limits};
 
+mod http;
+
 /// The data of one plugin `Store`.
 pub struct HostState {
     wasi: WasiCtx,
