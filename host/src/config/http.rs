@@ -31,7 +31,7 @@ pub fn default_user_agent() -> String {
 }
 
 /// Outbound HTTP for one plugin.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Hosts the plugin may fetch from, deny by default. Each entry is an
@@ -90,6 +90,23 @@ pub struct HttpConfig {
     /// override it.
     #[serde(default = "default_user_agent")]
     pub user_agent: String,
+}
+
+/// `proxy` is shown without its URL: it may carry credentials.
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("allow", &self.allow)
+            .field("allow_private", &self.allow_private)
+            .field("proxy", &self.proxy.as_ref().map(|_| "<set>"))
+            .field("timeout", &self.timeout)
+            .field("max_bytes", &self.max_bytes)
+            .field("max_redirects", &self.max_redirects)
+            .field("retries", &self.retries)
+            .field("backoff", &self.backoff)
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
 }
 
 impl Default for HttpConfig {
@@ -186,8 +203,9 @@ mod tests {
         }
         let err = toml::from_str::<HttpConfig>("allow_private = \"yes\"").unwrap_err();
         assert!(err.to_string().contains("true or false"), "{err}");
-        let c: HttpConfig = toml::from_str("proxy = \"http://proxy:3128\"").unwrap();
-        assert_eq!(c.proxy.as_deref(), Some("http://proxy:3128"));
+        let c: HttpConfig = toml::from_str("proxy = \"http://u:secret@proxy:3128\"").unwrap();
+        assert_eq!(c.proxy.as_deref(), Some("http://u:secret@proxy:3128"));
+        assert!(!format!("{c:?}").contains("secret"), "{c:?}");
     }
 
     #[test]

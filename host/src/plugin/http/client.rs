@@ -48,7 +48,9 @@ use reqwest::blocking::Client;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
-use super::policy::{HttpPolicy, Refused, normalize};
+use super::allow::normalize;
+use super::error::Refused;
+use super::policy::HttpPolicy;
 use super::resolve::{Lookup, SystemLookup, VettingResolver};
 use crate::plugin::bindings::Header;
 use crate::plugin::bindings::sluice::plugin::http::{FetchError, Request, Response};

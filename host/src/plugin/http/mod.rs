@@ -10,8 +10,10 @@
 //!
 //! The parts, each owning one rule:
 //! - [`addr`]: which IP addresses are public (the address classifier);
-//! - [`policy`]: the checked config, the allow-list, and the vetting of a
-//!   URL, a redirect hop and a resolved address;
+//! - [`allow`]: the allow-list (names and ports);
+//! - [`policy`]: the checked config, and the vetting of a URL, a redirect
+//!   hop and a resolved address;
+//! - [`error`]: why a config or a destination is refused;
 //! - [`resolve`]: the DNS resolver that hands reqwest only vetted addresses;
 //! - [`client`]: the fetch itself (redirects, retries, time budget, size
 //!   cap, error mapping).
@@ -21,10 +23,14 @@
 //! knows the store.
 
 pub mod addr;
+pub mod allow;
 pub mod client;
+pub mod error;
 pub mod policy;
 mod resolve;
 
 pub use addr::AddrClass;
+pub use allow::AllowList;
 pub use client::HttpClient;
-pub use policy::{AllowList, HttpPolicy, PolicyError, Refused};
+pub use error::{PolicyError, Refused};
+pub use policy::HttpPolicy;

@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use super::policy::{HttpPolicy, Refused, normalize};
+use super::allow::normalize;
+use super::error::Refused;
+use super::policy::HttpPolicy;
 
 /// Turns a host name into addresses. The system resolver in production; a
 /// fixed table in tests.
