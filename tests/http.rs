@@ -945,30 +945,22 @@ fn user_agent_is_sent() {
 // ---------------------------------------------------------------------------
 // `sluice plugin run`.
 
-#[test]
-fn plugin_run_flags_grant_http() {
+/// `sluice plugin run --format lines` of http-fetch with the fixture's
+/// `localhost:PORT` allowed (and private addresses), `env` set, `input` on
+/// stdin; the JSON line of each record.
+fn plugin_run(env: &[(&str, &str)], input: &str) -> Vec<serde_json::Value> {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
-    let k = key();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "plugin",
-            "run",
-            "--format",
-            "lines",
-            "--allow-host",
-            &format!("localhost:{}", server().port),
-            "--allow-private",
-        ])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.args(["plugin", "run", "--format", "lines", "--allow-private"])
+        .args(["--allow-host", &format!("localhost:{}", server().port)])
         .args(["--http-timeout", "5s"])
         .arg(common::plugin("http-fetch"))
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let denied = format!("http://127.0.0.1:{}/hit/{k}", server().port);
-    let input = format!("{}\n{denied}\n", url("/page"));
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
     child
         .stdin
         .take()
@@ -981,11 +973,18 @@ fn plugin_run_flags_grant_http() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+    String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+        .collect()
+}
+
+#[test]
+fn plugin_run_flags_grant_http() {
+    let k = key();
+    let denied = format!("http://127.0.0.1:{}/hit/{k}", server().port);
+    let lines = plugin_run(&[], &format!("{}\n{denied}\n", url("/page")));
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["value"], "hello from the fixture");
     assert_eq!(lines[0]["headers"]["status"], "200");
@@ -996,49 +995,24 @@ fn plugin_run_flags_grant_http() {
 
 #[test]
 fn plugin_run_ignores_proxy_environment_variables() {
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
     let proxy = Recorder::start();
     let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.args(["plugin", "run", "--format", "lines", "--allow-private"])
-        .args(["--allow-host", &format!("localhost:{}", server().port)])
-        .args(["--http-timeout", "5s"])
-        .arg(common::plugin("http-fetch"));
-    for var in [
+    let mut env: Vec<(&str, &str)> = [
         "HTTP_PROXY",
         "http_proxy",
         "HTTPS_PROXY",
         "https_proxy",
         "ALL_PROXY",
         "all_proxy",
-    ] {
-        cmd.env(var, &proxy_url);
-    }
-    for var in ["NO_PROXY", "no_proxy"] {
-        cmd.env_remove(var);
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{}\n", url("/page")).as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line: serde_json::Value =
-        serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
-    assert_eq!(line["value"], "hello from the fixture", "{line}");
+    ]
+    .into_iter()
+    .map(|var| (var, proxy_url.as_str()))
+    .collect();
+    // An empty NO_PROXY exempts nothing, whatever the test runner inherited.
+    env.extend([("NO_PROXY", ""), ("no_proxy", "")]);
+    let lines = plugin_run(&env, &format!("{}\n", url("/page")));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["value"], "hello from the fixture", "{lines:?}");
     assert_eq!(
         proxy.hits(),
         0,
