@@ -158,6 +158,10 @@ fn crawler_example_end_to_end() {
         .arg("run")
         .arg(&file)
         .env("KAFKA_BROKERS", &b.addr)
+        // The fixture site is on localhost: opt in to private addresses
+        // and name its port, as the example's README says.
+        .env("CRAWL_HOST", format!("localhost:{port}"))
+        .env("CRAWL_ALLOW_PRIVATE", "true")
         .env("CRAWL_DB", pg_url())
         .env("URLS_TABLE", &urls)
         .env("PAGES_TABLE", &pages)

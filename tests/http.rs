@@ -1,11 +1,22 @@
 //! The `http` capability through the real runtime: the `http-fetch` plugin
 //! component fetching from a local fixture server, with each rule of the
-//! plugin's `http` config obeyed and violated (allow-list, size cap,
-//! timeout, redirects, retries, user agent), and `sluice plugin run` flags.
+//! plugin's `http` config obeyed and violated (allow-list, ports, private
+//! addresses, size cap, timeout, redirects, retries, user agent, proxies),
+//! and `sluice plugin run` flags.
 //!
-//! The fixture server listens on 127.0.0.1 only. Tests allow `localhost` and
-//! use `127.0.0.1` as the host that is not on the list: both reach the same
-//! server, so a per-key hit counter proves whether a denied request was sent.
+//! The fixture server listens on 127.0.0.1 (and on [::1] where the machine
+//! has IPv6), so every test that means to reach it sets `allow_private` and
+//! names the server's port; the tests of the address rule are the ones that
+//! leave it off. Tests allow `localhost:PORT` and use `127.0.0.1` as the host
+//! that is not on the list: both reach the same server, so a per-key hit
+//! counter proves whether a denied request was sent.
+//!
+//! The machine has no internet and no DNS of its own, so a public host
+//! cannot be fetched for real. What needs one is tested at the unit level
+//! (the address classifier, the resolver with a fake DNS table, the
+//! redirect-hop rules, in `host/src/plugin/http/`), or here through a
+//! configured proxy: the fixture server plays the proxy, so the plugin can
+//! fetch `http://public.example/` and the test controls the answer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -57,6 +68,8 @@ struct AppState {
 
 struct Server {
     port: u16,
+    /// The same app on [::1], if the machine has IPv6 loopback.
+    port6: Option<u16>,
     hits: Hits,
 }
 
@@ -69,6 +82,8 @@ fn server() -> &'static Server {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
+        let listener6 = std::net::TcpListener::bind("[::1]:0").ok();
+        let port6 = listener6.as_ref().map(|l| l.local_addr().unwrap().port());
         let state = AppState {
             port,
             hits: hits.clone(),
@@ -82,13 +97,51 @@ fn server() -> &'static Server {
                     .build()
                     .unwrap();
                 rt.block_on(async move {
+                    if let Some(l6) = listener6 {
+                        l6.set_nonblocking(true).unwrap();
+                        let l6 = tokio::net::TcpListener::from_std(l6).unwrap();
+                        tokio::spawn(axum::serve(l6, app(state.clone())).into_future());
+                    }
                     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                     axum::serve(listener, app(state)).await.unwrap();
                 });
             })
             .unwrap();
-        Server { port, hits }
+        Server { port, port6, hits }
     })
+}
+
+/// A bare TCP listener that counts connections and answers each with a
+/// 502: stands in for a proxy or a service that must never be reached.
+struct Recorder {
+    port: u16,
+    hits: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Recorder {
+    fn start() -> Recorder {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let seen = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 8\r\nconnection: close\r\n\r\nrecorder",
+                );
+            }
+        });
+        Recorder { port, hits }
+    }
+
+    fn hits(&self) -> u32 {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 fn app(state: AppState) -> Router {
@@ -105,6 +158,14 @@ fn app(state: AppState) -> Router {
         .route("/stream/{n}", get(stream))
         .route("/declared/{n}", get(declared))
         .route("/ua", get(user_agent))
+        .route("/api-key", get(api_key))
+        .route(
+            "/same-origin",
+            get(|| async { redirect_to("/api-key".into()) }),
+        )
+        .route("/cross-origin", get(cross_origin))
+        .route("/to-port/{port}/{key}", get(to_port))
+        .route("/to-loopback/{key}", get(to_loopback))
         .with_state(state)
 }
 
@@ -206,6 +267,35 @@ async fn declared(Path(n): Path<u64>) -> Response {
     ([(header::CONTENT_LENGTH, n.to_string())], body).into_response()
 }
 
+fn redirect_to(location: String) -> Response {
+    (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+}
+
+/// Echoes the request's `x-api-key` header, or `(none)`.
+async fn api_key(headers: HeaderMap) -> Vec<u8> {
+    headers
+        .get("x-api-key")
+        .map(|v| v.as_bytes().to_vec())
+        .unwrap_or_else(|| b"(none)".to_vec())
+}
+
+/// Redirects to `/api-key` on 127.0.0.1: another origin than `localhost`.
+async fn cross_origin(State(s): State<AppState>) -> Response {
+    redirect_to(format!("http://127.0.0.1:{}/api-key", s.port))
+}
+
+/// Redirects to `/hit/{key}` on localhost, on another port.
+async fn to_port(Path((port, key)): Path<(u16, String)>) -> Response {
+    redirect_to(format!("http://localhost:{port}/hit/{key}"))
+}
+
+/// Counts a hit on `to-loopback-{key}`, then redirects to `/hit/{key}` on
+/// the loopback address 127.0.0.1.
+async fn to_loopback(State(s): State<AppState>, Path(key): Path<String>) -> Response {
+    s.hits.hit(&format!("to-loopback-{key}"));
+    redirect_to(format!("http://127.0.0.1:{}/hit/{key}", s.port))
+}
+
 /// Echoes the request's User-Agent.
 async fn user_agent(headers: HeaderMap) -> Vec<u8> {
     headers
@@ -238,16 +328,30 @@ fn raw() -> Vec<(String, String)> {
 }
 
 fn fetcher(http: Option<HttpConfig>) -> Instance {
+    fetcher_with(raw(), http)
+}
+
+fn fetcher_with(params: Vec<(String, String)>, http: Option<HttpConfig>) -> Instance {
     let plugin = runtime()
         .load(&common::plugin("http-fetch"), "http-fetch")
         .unwrap();
-    Instance::with_http(plugin, raw(), roomy(), http.as_ref()).unwrap()
+    Instance::with_http(plugin, params, roomy(), http.as_ref()).unwrap()
 }
 
-/// `localhost` allowed, short backoff so retry tests are quick.
+fn allow(entries: &[String], allow_private: bool) -> HttpConfig {
+    HttpConfig {
+        allow: entries.to_vec(),
+        allow_private,
+        ..localhost()
+    }
+}
+
+/// The fixture's `localhost:PORT` allowed, with private addresses (it is on
+/// loopback); short backoff so retry tests are quick.
 fn localhost() -> HttpConfig {
     HttpConfig {
-        allow: vec!["localhost".into()],
+        allow: vec![format!("localhost:{}", server().port)],
+        allow_private: true,
         timeout: Duration::from_secs(5),
         backoff: Duration::from_millis(20),
         ..HttpConfig::default()
@@ -362,6 +466,129 @@ fn plugin_without_the_http_import_still_runs_with_http_config() {
         .unwrap();
     let mut i = Instance::with_http(plugin, vec![], Limits::default(), Some(&localhost())).unwrap();
     assert_eq!(fetch(&mut i, "x").unwrap().value, b"x");
+}
+
+// ---------------------------------------------------------------------------
+// Destinations: private addresses, ports, over-broad entries.
+
+/// The fixture URLs that all reach loopback, each with the allow entry that
+/// names it, and the refusal expected without `allow_private`.
+fn loopback_targets(k: &str) -> Vec<(String, String, String)> {
+    let port = server().port;
+    let loopback = |a: &str| {
+        format!("denied: {a} is a loopback address; set allow_private = true to allow it")
+    };
+    let mut targets = vec![
+        (
+            format!("http://127.0.0.1:{port}/hit/{k}-v4"),
+            format!("127.0.0.1:{port}"),
+            loopback("127.0.0.1"),
+        ),
+        // 2130706433 is 127.0.0.1 written as one number.
+        (
+            format!("http://2130706433:{port}/hit/{k}-int"),
+            format!("127.0.0.1:{port}"),
+            loopback("127.0.0.1"),
+        ),
+        // A name: refused when it resolves, not by its spelling.
+        (
+            format!("http://localhost:{port}/hit/{k}-name"),
+            format!("localhost:{port}"),
+            "denied: localhost resolves to 127.0.0.1, a loopback address; \
+             set allow_private = true to allow it"
+                .to_owned(),
+        ),
+    ];
+    match server().port6 {
+        Some(port6) => targets.push((
+            format!("http://[::1]:{port6}/hit/{k}-v6"),
+            format!("[::1]:{port6}"),
+            loopback("::1"),
+        )),
+        None => eprintln!("no IPv6 loopback on this machine: [::1] not tested"),
+    }
+    targets
+}
+
+#[test]
+fn loopback_destinations_are_denied_without_allow_private_and_never_contacted() {
+    let k = key();
+    let targets = loopback_targets(&k);
+    let entries: Vec<String> = targets.iter().map(|(_, e, _)| e.clone()).collect();
+    let mut i = fetcher(Some(allow(&entries, false)));
+    for (url, _, want) in &targets {
+        let err = fetch(&mut i, url).unwrap_err();
+        assert_eq!(err, PluginError::Invalid(want.clone()), "{url}");
+    }
+    for suffix in ["v4", "int", "name", "v6"] {
+        assert_eq!(
+            server().hits.get(&format!("{k}-{suffix}")),
+            0,
+            "{suffix} was contacted"
+        );
+    }
+}
+
+#[test]
+fn loopback_destinations_are_fetched_with_allow_private() {
+    let k = key();
+    let targets = loopback_targets(&k);
+    let entries: Vec<String> = targets.iter().map(|(_, e, _)| e.clone()).collect();
+    let mut i = fetcher(Some(allow(&entries, true)));
+    for (url, _, _) in &targets {
+        let o = fetch(&mut i, url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(o.value, b"hit", "{url}");
+    }
+    // 127.0.0.1 and 2130706433 are the same address; each got its own key.
+    for suffix in ["v4", "int", "name"] {
+        assert_eq!(server().hits.get(&format!("{k}-{suffix}")), 1, "{suffix}");
+    }
+}
+
+#[test]
+fn an_entry_without_a_port_allows_only_80_and_443() {
+    let port = server().port;
+    let k = key();
+    let mut i = fetcher(Some(allow(&["localhost".into()], true)));
+    let err = fetch(&mut i, &url(&format!("/hit/{k}"))).unwrap_err();
+    assert_eq!(
+        err,
+        PluginError::Invalid(format!(
+            "denied: localhost:{port} is not on the allow-list: localhost is allowed on \
+             ports 80, 443 only; add \"localhost:{port}\" to allow it"
+        ))
+    );
+    assert_eq!(server().hits.get(&k), 0);
+    // Naming the port allows it (and only it).
+    let mut i = fetcher(Some(allow(&[format!("localhost:{port}")], true)));
+    fetch(&mut i, &url(&format!("/hit/{k}"))).unwrap();
+    assert_eq!(server().hits.get(&k), 1);
+    let err = fetch(&mut i, &format!("http://localhost:{}/", port ^ 1)).unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Invalid(m) if m.contains("is allowed on port ")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn everything_and_top_level_wildcards_fail_instantiation() {
+    for entry in ["*", "*.com", "*.co.uk", "*.localhost"] {
+        let plugin = runtime()
+            .load(&common::plugin("http-fetch"), "http-fetch")
+            .unwrap();
+        let config = HttpConfig {
+            allow: vec!["api.example.com".into(), entry.into()],
+            ..HttpConfig::default()
+        };
+        let err = Instance::with_http(plugin, raw(), roomy(), Some(&config))
+            .err()
+            .unwrap();
+        assert!(matches!(err, InitError::Http { .. }), "{entry}: {err:?}");
+        assert!(
+            err.to_string().contains(&format!("{entry:?}")),
+            "{entry}: {err}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -528,6 +755,82 @@ fn redirect_to_a_denied_host_is_denied_and_not_followed() {
     );
 }
 
+#[test]
+fn redirect_to_a_port_not_on_the_allow_list_is_denied_and_not_followed() {
+    let other = Recorder::start();
+    let mut i = fetcher(Some(localhost()));
+    let k = key();
+    let err = fetch(&mut i, &url(&format!("/to-port/{}/{k}", other.port))).unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Invalid(m)
+            if m.starts_with(&format!("denied: localhost:{} is not on the allow-list", other.port))),
+        "{err:?}"
+    );
+    assert_eq!(other.hits(), 0, "the redirect target was contacted");
+}
+
+#[test]
+fn headers_the_plugin_set_are_dropped_on_a_cross_origin_redirect() {
+    let port = server().port;
+    let mut params = raw();
+    params.push(("header.x-api-key".into(), "s3cret".into()));
+    let entries = [format!("localhost:{port}"), format!("127.0.0.1:{port}")];
+    let mut i = fetcher_with(params, Some(allow(&entries, true)));
+    // Sent to the origin the plugin named, and kept on a same-origin hop.
+    assert_eq!(fetch(&mut i, &url("/api-key")).unwrap().value, b"s3cret");
+    assert_eq!(
+        fetch(&mut i, &url("/same-origin")).unwrap().value,
+        b"s3cret"
+    );
+    // Gone once the redirect leaves for another origin (both hosts allowed).
+    let o = fetch(&mut i, &url("/cross-origin")).unwrap();
+    assert_eq!(
+        header(&o, "final-url"),
+        format!("http://127.0.0.1:{port}/api-key")
+    );
+    assert_eq!(o.value, b"(none)");
+}
+
+#[test]
+fn redirect_from_a_public_host_to_loopback_is_denied() {
+    // `public.example` cannot exist here, so the fixture plays a proxy
+    // (`proxy` config): it answers the request for the public host with a
+    // redirect to 127.0.0.1. That target is on the allow-list, but it is
+    // loopback and allow_private is off. (A name that *resolves* to
+    // loopback on a hop is refused by the resolver; that needs a DNS we
+    // control, so it is a unit test in plugin/http/resolve.rs.)
+    let port = server().port;
+    let k = key();
+    let mut i = fetcher(Some(HttpConfig {
+        allow: vec!["public.example".into(), format!("127.0.0.1:{port}")],
+        allow_private: false,
+        proxy: Some(format!("http://127.0.0.1:{port}")),
+        ..localhost()
+    }));
+    let err = fetch(&mut i, &format!("http://public.example/to-loopback/{k}")).unwrap_err();
+    assert_eq!(
+        err,
+        PluginError::Invalid(
+            "denied: 127.0.0.1 is a loopback address; set allow_private = true to allow it".into()
+        )
+    );
+    assert_eq!(
+        server().hits.get(&format!("to-loopback-{k}")),
+        1,
+        "the first hop went through the proxy"
+    );
+    assert_eq!(
+        server().hits.get(&k),
+        0,
+        "the loopback target was contacted"
+    );
+}
+
+// The https→http downgrade refusal is a unit test
+// (`redirect_hops_are_vetted_like_first_requests` in plugin/http/policy.rs):
+// an integration test would need an https server the client trusts, and
+// the client trusts only the public web PKI.
+
 // ---------------------------------------------------------------------------
 // Retries.
 
@@ -604,6 +907,7 @@ fn connection_errors_are_retried_then_transient() {
     // Nothing listens on this port (it was free a moment ago).
     let port = common::free_port();
     let mut i = fetcher(Some(HttpConfig {
+        allow: vec![format!("localhost:{port}")],
         retries: 2,
         backoff: Duration::from_millis(50),
         ..localhost()
@@ -641,29 +945,22 @@ fn user_agent_is_sent() {
 // ---------------------------------------------------------------------------
 // `sluice plugin run`.
 
-#[test]
-fn plugin_run_flags_grant_http() {
+/// `sluice plugin run --format lines` of http-fetch with the fixture's
+/// `localhost:PORT` allowed (and private addresses), `env` set, `input` on
+/// stdin; the JSON line of each record.
+fn plugin_run(env: &[(&str, &str)], input: &str) -> Vec<serde_json::Value> {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
-    let k = key();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "plugin",
-            "run",
-            "--format",
-            "lines",
-            "--allow-host",
-            "localhost",
-        ])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.args(["plugin", "run", "--format", "lines", "--allow-private"])
+        .args(["--allow-host", &format!("localhost:{}", server().port)])
         .args(["--http-timeout", "5s"])
         .arg(common::plugin("http-fetch"))
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let denied = format!("http://127.0.0.1:{}/hit/{k}", server().port);
-    let input = format!("{}\n{denied}\n", url("/page"));
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
     child
         .stdin
         .take()
@@ -676,15 +973,62 @@ fn plugin_run_flags_grant_http() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+    String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+        .collect()
+}
+
+#[test]
+fn plugin_run_flags_grant_http() {
+    let k = key();
+    let denied = format!("http://127.0.0.1:{}/hit/{k}", server().port);
+    let lines = plugin_run(&[], &format!("{}\n{denied}\n", url("/page")));
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["value"], "hello from the fixture");
     assert_eq!(lines[0]["headers"]["status"], "200");
     assert_eq!(lines[1]["error"]["kind"], "invalid");
     assert_eq!(lines[1]["error"]["message"], "denied: 127.0.0.1");
     assert_eq!(server().hits.get(&k), 0);
+}
+
+#[test]
+fn plugin_run_ignores_proxy_environment_variables() {
+    let proxy = Recorder::start();
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let mut env: Vec<(&str, &str)> = [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .into_iter()
+    .map(|var| (var, proxy_url.as_str()))
+    .collect();
+    // An empty NO_PROXY exempts nothing, whatever the test runner inherited.
+    env.extend([("NO_PROXY", ""), ("no_proxy", "")]);
+    let lines = plugin_run(&env, &format!("{}\n", url("/page")));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["value"], "hello from the fixture", "{lines:?}");
+    assert_eq!(
+        proxy.hits(),
+        0,
+        "the fetch went through the environment's proxy"
+    );
+}
+
+#[test]
+fn plugin_run_refuses_a_catch_all_allow_host() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["plugin", "run", "--allow-host", "*.com"])
+        .arg(common::plugin("http-fetch"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("\"*.com\""), "{stderr}");
 }

@@ -103,10 +103,16 @@ pub struct PluginRunArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     pub deadline: Option<std::time::Duration>,
     /// Let the plugin fetch from HOST through the `http` import: an exact
-    /// host name, or `*.example.com` for its subdomains. Repeatable; without
-    /// it every fetch is denied.
-    #[arg(long = "allow-host", value_name = "HOST")]
+    /// host name, or `*.example.com` for its subdomains, with an optional
+    /// `:PORT` (without one, ports 80 and 443 only). Repeatable; without it
+    /// every fetch is denied.
+    #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
     pub allow_host: Vec<String>,
+    /// Let allowed hosts resolve to loopback, private and link-local
+    /// addresses (the config's `allow_private = true`), e.g. to fetch from
+    /// a server on localhost.
+    #[arg(long)]
+    pub allow_private: bool,
     /// Total timeout of one HTTP fetch, retries included, e.g. 5s (default 10s).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub http_timeout: Option<std::time::Duration>,

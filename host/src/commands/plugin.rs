@@ -117,11 +117,12 @@ pub fn run(runtime: &Runtime, args: PluginRunArgs) -> anyhow::Result<()> {
 
 /// The `http` config the flags ask for; none (deny all) without any.
 fn http_config(args: &PluginRunArgs) -> Option<HttpConfig> {
-    if args.allow_host.is_empty() && args.http_timeout.is_none() {
+    if args.allow_host.is_empty() && args.http_timeout.is_none() && !args.allow_private {
         return None;
     }
     let mut http = HttpConfig {
         allow: args.allow_host.clone(),
+        allow_private: args.allow_private,
         ..HttpConfig::default()
     };
     if let Some(t) = args.http_timeout {

@@ -2,10 +2,13 @@
 //! fetch is bounded (timeout, body size, redirects, retries, user agent).
 //!
 //! Promise: without this table a plugin can reach no host at all; with it,
-//! only the hosts listed in `allow`. Every other field has a safe default, so
+//! only the hosts listed in `allow`, on ports 80 and 443 unless an entry
+//! names its port, and only at public addresses unless `allow_private` is
+//! set. Every other field has a safe default, so
 //! `http = { allow = ["api.example.com"] }` is a complete config. Checking
-//! the `allow` patterns themselves happens when the plugin is instantiated
-//! (see [`crate::plugin::http`]), so `sluice check` reports a bad pattern.
+//! the `allow` patterns and the proxy themselves happens when the plugin is
+//! instantiated (see [`crate::plugin::http`]), so `sluice check` reports a
+//! bad pattern.
 
 use std::time::Duration;
 
@@ -28,15 +31,36 @@ pub fn default_user_agent() -> String {
 }
 
 /// Outbound HTTP for one plugin.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Hosts the plugin may fetch from, deny by default. Each entry is an
-    /// exact host name or IP address (`api.example.com`, `127.0.0.1`), or
-    /// `*.example.com` for any subdomain of `example.com` (not `example.com`
-    /// itself). Case-insensitive; any port. Redirect targets are checked too.
+    /// exact host name or IP address (`api.example.com`, `127.0.0.1`,
+    /// `[::1]`), or `*.example.com` for any subdomain of `example.com` (not
+    /// `example.com` itself), optionally with a port (`api.example.com:8443`).
+    /// An entry without a port allows ports 80 and 443 only; one with a port
+    /// allows that port only. Case-insensitive. A wildcard over a top-level
+    /// domain or public suffix (`*.com`, `*.co.uk`) and `*` are refused.
+    /// Redirect targets are checked too.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// Let fetches reach loopback, private (RFC 1918, unique-local),
+    /// link-local (cloud metadata), carrier-grade NAT, documentation and
+    /// reserved addresses. Off by default: a host name on the allow-list
+    /// that resolves to such an address, or such an IP literal, is denied.
+    /// Unspecified, multicast and broadcast addresses are denied even when
+    /// on. Meant for local development and tests. `true`/`false`, or the
+    /// same as a string (so it can come from `${VAR}`).
+    #[serde(default, deserialize_with = "bool_or_string")]
+    pub allow_private: bool,
+    /// Send every fetch through this HTTP proxy (`http://proxy:3128`,
+    /// credentials in the URL allowed). Proxy variables in the environment
+    /// (`HTTP_PROXY`, `ALL_PROXY`, ...) are always ignored. The proxy
+    /// resolves names itself, so through a proxy the host name, port and IP
+    /// literals are still checked, but not the address a name resolves to:
+    /// the proxy must do that filtering.
+    #[serde(default)]
+    pub proxy: Option<String>,
     /// Total time one fetch may take, retries, backoff, redirects and
     /// reading the body included, e.g. "10s". The plugin's `deadline` must
     /// be larger, since it keeps running while the host fetches.
@@ -68,10 +92,29 @@ pub struct HttpConfig {
     pub user_agent: String,
 }
 
+/// `proxy` is shown without its URL: it may carry credentials.
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("allow", &self.allow)
+            .field("allow_private", &self.allow_private)
+            .field("proxy", &self.proxy.as_ref().map(|_| "<set>"))
+            .field("timeout", &self.timeout)
+            .field("max_bytes", &self.max_bytes)
+            .field("max_redirects", &self.max_redirects)
+            .field("retries", &self.retries)
+            .field("backoff", &self.backoff)
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
+}
+
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             allow: Vec::new(),
+            allow_private: false,
+            proxy: None,
             timeout: DEFAULT_TIMEOUT,
             max_bytes: DEFAULT_MAX_BYTES,
             max_redirects: DEFAULT_MAX_REDIRECTS,
@@ -79,6 +122,27 @@ impl Default for HttpConfig {
             backoff: DEFAULT_BACKOFF,
             user_agent: default_user_agent(),
         }
+    }
+}
+
+/// A bool written as `true` or as `"true"`: the string form lets a
+/// `${VAR:-false}` default stay valid TOML however interpolation is done.
+fn bool_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Text(String),
+    }
+    match Flag::deserialize(d)? {
+        Flag::Bool(b) => Ok(b),
+        Flag::Text(t) => match t.trim() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => Err(serde::de::Error::custom(format!(
+                "expected true or false, got {other:?}"
+            ))),
+        },
     }
 }
 
@@ -122,6 +186,26 @@ mod tests {
         assert_eq!(c.retries, 2);
         assert_eq!(c.backoff, Duration::from_millis(200));
         assert!(c.user_agent.starts_with("sluice/"), "{}", c.user_agent);
+        assert!(!c.allow_private);
+        assert_eq!(c.proxy, None);
+    }
+
+    #[test]
+    fn allow_private_and_proxy() {
+        for (text, want) in [
+            ("allow_private = true", true),
+            ("allow_private = false", false),
+            ("allow_private = \"true\"", true),
+            ("allow_private = \" false \"", false),
+        ] {
+            let c: HttpConfig = toml::from_str(text).unwrap();
+            assert_eq!(c.allow_private, want, "{text}");
+        }
+        let err = toml::from_str::<HttpConfig>("allow_private = \"yes\"").unwrap_err();
+        assert!(err.to_string().contains("true or false"), "{err}");
+        let c: HttpConfig = toml::from_str("proxy = \"http://u:secret@proxy:3128\"").unwrap();
+        assert_eq!(c.proxy.as_deref(), Some("http://u:secret@proxy:3128"));
+        assert!(!format!("{c:?}").contains("secret"), "{c:?}");
     }
 
     #[test]

@@ -17,8 +17,12 @@
 //!   `too-many-redirects`, `connection: WHY`, `invalid-request: WHY`. The
 //!   kind is `transient` for `connection` and `timeout`, `invalid` for the
 //!   rest.
+//! - A parameter `header.NAME = VALUE` sends the request header `NAME:
+//!   VALUE` with every fetch (e.g. an API key); the host drops it on a
+//!   redirect to another origin.
 //! - An unknown parameter makes `init` fail, naming it.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Bindings generated from the WIT contract (`wit/plugin.wit`).
@@ -32,6 +36,8 @@ use crate::bindings::sluice::plugin::types::{ErrorKind, Header};
 use crate::bindings::{Guest, Input, Output, ProcessError};
 
 static FAIL_ON_STATUS: AtomicBool = AtomicBool::new(true);
+/// Request headers from `header.*` parameters, in the order given.
+static HEADERS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 
 /// How a fetch error reaches the pipeline: its kind and message.
 pub fn describe(err: &FetchError) -> (ErrorKind, String) {
@@ -75,7 +81,12 @@ struct HttpFetch;
 impl Guest for HttpFetch {
     fn init(params: Vec<(String, String)>) -> Result<(), String> {
         FAIL_ON_STATUS.store(true, Ordering::Relaxed);
+        let mut headers = Vec::new();
         for (k, v) in params {
+            if let Some(name) = k.strip_prefix("header.") {
+                headers.push((name.to_owned(), v));
+                continue;
+            }
             match k.as_str() {
                 "fail_on_status" => {
                     let on = v
@@ -85,11 +96,14 @@ impl Guest for HttpFetch {
                 }
                 other => {
                     return Err(format!(
-                        "unknown parameter `{other}` (known: fail_on_status)"
+                        "unknown parameter `{other}` (known: fail_on_status, header.NAME)"
                     ));
                 }
             }
         }
+        *HEADERS
+            .lock()
+            .map_err(|_| "header table poisoned".to_owned())? = headers;
         Ok(())
     }
 
@@ -98,10 +112,21 @@ impl Guest for HttpFetch {
             kind: ErrorKind::Invalid,
             message,
         })?;
+        let headers = HEADERS
+            .lock()
+            .map(|h| {
+                h.iter()
+                    .map(|(name, value)| Header {
+                        name: name.clone(),
+                        value: value.clone().into_bytes(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let request = http::Request {
             method: "GET".to_owned(),
             url: url.clone(),
-            headers: Vec::new(),
+            headers,
             body: None,
         };
         let resp = http::fetch(&request).map_err(|err| {

@@ -1,8 +1,9 @@
 //! What a plugin instance can reach: the per-store host state, and the WASI
 //! surface it is linked against. Each imported interface that sluice
 //! implements itself has its own file: [`clocks`] (the monotonic clock,
-//! bounded by the call's deadline) and [`log`] (the `log` import and guest
-//! stdout/stderr). The `http` import lives in [`super::http`].
+//! bounded by the call's deadline), [`log`] (the `log` import and guest
+//! stdout/stderr) and `http` (the `http` import, a thin door to
+//! [`super::http`]).
 //!
 //! Promise, the sandbox exactly as it is (checked by tests/sandbox.rs):
 //! - **Denied**, explicitly rather than by a wasmtime default: sockets (TCP,
@@ -19,6 +20,7 @@
 //!   [`MAX_RESOURCES`] live WASI resources (pollables, streams) per instance.
 
 pub mod clocks;
+mod http;
 pub mod log;
 
 use std::sync::Arc;
