@@ -16,7 +16,9 @@ use super::secret::DbUrl;
 #[serde(deny_unknown_fields)]
 pub struct SqlConfig {
     /// `postgres://user@host/db` or `sqlite://path/to/file.db` (created if
-    /// missing; relative to the working directory). Printed with its
+    /// missing; relative to the working directory). PostgreSQL honours
+    /// `sslmode` (`disable`, `prefer` (the default), `require`,
+    /// `verify-ca`, `verify-full`) and `sslrootcert`. Printed with its
     /// password hidden.
     pub url: DbUrl,
     /// Write the consumer's offsets into `offsets_table` in the same

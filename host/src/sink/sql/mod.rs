@@ -202,6 +202,17 @@ async fn connect(
                 return Err(anyhow::Error::from(e))
                     .with_context(|| format!("sql.url: cannot use {}", cfg.url));
             }
+            // The server answered but TLS could not be had as `sslmode`
+            // asks: waiting will not change that, and falling back to
+            // plaintext is exactly what `sslmode=require` forbids.
+            Err(e @ sqlx::Error::Tls(_)) => {
+                return Err(anyhow::Error::from(e)).with_context(|| {
+                    format!(
+                        "sql.url: no TLS connection to {} as its sslmode requires",
+                        cfg.url
+                    )
+                });
+            }
             Err(e) => e,
         };
         attempt += 1;
