@@ -254,3 +254,99 @@ dead_letter = { topic = "dlq" }
         "{err}"
     );
 }
+
+/// A pipeline file whose source line holds `${KAFKA_PASSWORD}`, with
+/// `fault` written onto that same line.
+fn secret_line_file(dir: &std::path::Path, fault: &str) -> std::path::PathBuf {
+    let file = dir.join("p.toml");
+    let plugin = common::plugin("passthrough");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[[pipeline]]
+name = "p"
+source = {{ brokers = "127.0.0.1:1", topics = ["in"], group_id = "g", security = {{ protocol = "sasl_ssl", mechanism = "SCRAM-SHA-512", username = "u", password = "${{KAFKA_PASSWORD}}"{fault} }} }}
+routes.default = {{ topic = "out" }}
+dead_letter = {{ topic = "dlq" }}
+[[pipeline.plugin]]
+path = "{}"
+"#,
+            plugin.display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+fn with_password(args: &[&str], password: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("KAFKA_PASSWORD", password)
+        .env("SLUICE_LOG", "debug")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_broken_line_that_holds_a_secret_never_shows_it() {
+    const SECRET: &str = "Sup3r-Secret-Sentinel";
+    let dir = tempfile::tempdir().unwrap();
+    for (fault, names) in [
+        // A TOML syntax error on the secret's line.
+        (" oops", "line 4"),
+        // A typo in a key, and a bad value, on that line.
+        (", sasl_typo = 1", "sasl_typo"),
+        (", ca_location = 42", "ca_location"),
+    ] {
+        let file = secret_line_file(dir.path(), fault);
+        for cmd in ["check", "run"] {
+            let o = with_password(&[cmd, file.to_str().unwrap()], SECRET);
+            let (out, err) = (
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr),
+            );
+            assert_eq!(o.status.code(), Some(2), "{cmd} {fault:?}: {err}");
+            assert!(
+                err.contains(names),
+                "{cmd} {fault:?} names the fault: {err}"
+            );
+            assert!(
+                !err.contains(SECRET) && !out.contains(SECRET),
+                "{cmd} {fault:?} shows the secret: {out}{err}"
+            );
+        }
+    }
+    // A bad value that *is* the secret: the error names the key and the
+    // variable, not the value.
+    let file = secret_line_file(dir.path(), "")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        r#"mechanism = "SCRAM-SHA-512""#,
+        r#"mechanism = "${KAFKA_PASSWORD}""#,
+    );
+    std::fs::write(&file, text).unwrap();
+    let o = with_password(&["check", &file], SECRET);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("mechanism") && err.contains("${KAFKA_PASSWORD}"),
+        "{err}"
+    );
+    assert!(!err.contains(SECRET), "{err}");
+}
+
+#[test]
+fn a_secret_with_quotes_backslashes_and_newlines_is_taken_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = secret_line_file(dir.path(), "");
+    // Substituted into the text, this would end the string early (or be
+    // unescaped); substituted into the parsed value it is just a password.
+    let nasty = "a\"b\\c\nd' }, x = { \"e\\u0041";
+    let o = with_password(&["check", file.to_str().unwrap()], nasty);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("e\\u0041"), "{err}");
+}

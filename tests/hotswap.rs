@@ -25,8 +25,14 @@ struct Setup {
     plugin: PathBuf,
     file: PathBuf,
     group: String,
+    /// The `[metrics]` port (open).
+    metrics: u16,
+    /// The `[admin]` port (needs [`TOKEN`]).
     admin: u16,
 }
+
+/// The admin token the pipelines of these tests run with.
+const TOKEN: &str = "hotswap-admin-token";
 
 /// Topics with `partitions` partitions, `alert.wasm` (a copy of the Rust
 /// calorie-alert) in a fresh directory, and a pipeline file running it.
@@ -38,7 +44,7 @@ fn setup(b: &Broker, partitions: i32, plugin_extra: &str) -> Setup {
     }
     let plugin = dir.path().join("alert.wasm");
     std::fs::copy(common::plugin("calorie-alert"), &plugin).unwrap();
-    let admin = common::free_port();
+    let (metrics, admin) = (common::free_port(), common::free_port());
     let file = dir.path().join("pipeline.toml");
     let s = Setup {
         dir,
@@ -48,6 +54,7 @@ fn setup(b: &Broker, partitions: i32, plugin_extra: &str) -> Setup {
         plugin,
         file,
         group: random_name("group"),
+        metrics,
         admin,
     };
     write_pipeline(b, &s, &s.group, plugin_extra);
@@ -57,7 +64,8 @@ fn setup(b: &Broker, partitions: i32, plugin_extra: &str) -> Setup {
 fn write_pipeline(b: &Broker, s: &Setup, group: &str, plugin_extra: &str) {
     let text = format!(
         r#"
-metrics = {{ listen = "127.0.0.1:{admin}" }}
+metrics = {{ listen = "127.0.0.1:{metrics}" }}
+admin = {{ listen = "127.0.0.1:{admin}", token = "${{SLUICE_ADMIN_TOKEN}}" }}
 reload = {{ settle = "200ms" }}
 
 [[pipeline]]
@@ -71,6 +79,7 @@ path = "alert.wasm"
 workers = 2
 {plugin_extra}
 "#,
+        metrics = s.metrics,
         admin = s.admin,
         brokers = b.addr,
         input = s.input,
@@ -84,14 +93,21 @@ fn sha256(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
+/// How `GET /plugins` shows a param value.
+fn fingerprint(value: &str) -> String {
+    format!("sha256:{}", &sha256(value.as_bytes())[..12])
+}
+
 fn sha256_of(path: &Path) -> String {
     sha256(&std::fs::read(path).unwrap())
 }
 
+/// A request to `port`, with the admin token.
 fn http(method: reqwest::Method, port: u16, path: &str) -> (u16, Value) {
     let client = reqwest::blocking::Client::new();
     let resp = client
         .request(method, format!("http://127.0.0.1:{port}{path}"))
+        .bearer_auth(TOKEN)
         .timeout(Duration::from_secs(30))
         .send()
         .unwrap();
@@ -109,6 +125,21 @@ fn metric(port: u16, name: &str, labels: &[&str]) -> Option<u64> {
             .then(|| l.rsplit(' ').next()?.parse().ok())
             .flatten()
     })
+}
+
+/// `sluice run` of the setup's pipeline, with the admin token set.
+fn run(s: &Setup) -> Sluice {
+    let log = s.dir.path().join("log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .arg(&s.file)
+        .env("SLUICE_LOG", "info")
+        .env("SLUICE_ADMIN_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    Sluice { child, log }
 }
 
 /// `sluice_plugin_reloads_total{result}` of the `alerts/alert` plugin.
@@ -182,7 +213,7 @@ fn swap_under_load_loses_nothing_repeats_nothing_and_switches_once_per_partition
     let tag1 = format!("alert@{v1}");
     let tag2 = format!("alert@{v2}");
 
-    let sluice = Sluice::run(&s.file, &s.dir.path().join("log"));
+    let sluice = run(&s);
     wait_for_admin(&s, &sluice);
 
     // Records flow for several seconds: 20 batches of 5,000, each key
@@ -285,7 +316,7 @@ fn swap_under_load_loses_nothing_repeats_nothing_and_switches_once_per_partition
         info["calls"].as_u64().unwrap() as usize,
         by_version[tag2.as_str()]
     );
-    assert_eq!(reloads(s.admin, "ok"), Some(1));
+    assert_eq!(reloads(s.metrics, "ok"), Some(1));
     assert!(sluice.log_text().contains("plugin swapped"));
 }
 
@@ -297,7 +328,7 @@ fn broken_builds_are_refused_and_the_running_version_keeps_processing() {
     let smoke = r#"smoke = [{ value = '{"name":"smoke","calories":400}', expect = [] }, { value = "not json", expect_error = "invalid" }]"#;
     let s = setup(b, 2, smoke);
     let v1 = sha256_of(&s.plugin);
-    let sluice = Sluice::run(&s.file, &s.dir.path().join("log"));
+    let sluice = run(&s);
     wait_for_admin(&s, &sluice);
 
     let garbage: Vec<u8> = (0..4096u32)
@@ -358,7 +389,7 @@ fn broken_builds_are_refused_and_the_running_version_keeps_processing() {
         4,
         "one clear log line per refused build: {log}"
     );
-    assert_eq!(reloads(s.admin, "rejected"), Some(4));
+    assert_eq!(reloads(s.metrics, "rejected"), Some(4));
 }
 
 #[test]
@@ -370,7 +401,7 @@ fn rollback_and_reload_through_the_admin_api_and_params_from_the_pipeline_file()
     let v2_bytes = std::fs::read(common::plugin("calorie-alert-300")).unwrap();
     let v2 = sha256(&v2_bytes);
     let (tag1, tag2) = (format!("alert@{v1}"), format!("alert@{v2}"));
-    let sluice = Sluice::run(&s.file, &s.dir.path().join("log"));
+    let sluice = run(&s);
     wait_for_admin(&s, &sluice);
 
     let (status, body) = http(Method::POST, s.admin, "/plugins/alerts/alert/rollback");
@@ -428,14 +459,14 @@ fn rollback_and_reload_through_the_admin_api_and_params_from_the_pipeline_file()
     let info = plugin_info(s.admin);
     assert_eq!(info["version"], v1.as_str());
     assert_eq!(info["previous"]["version"], v2.as_str());
-    assert_eq!(reloads(s.admin, "rollback"), Some(1));
+    assert_eq!(reloads(s.metrics, "rollback"), Some(1));
     check(&round(), &tag1, 500);
 
     // A param change in the pipeline file makes a new version: the file on
     // disk (v2) with threshold 700.
     write_pipeline(b, &s, &s.group, "params = { threshold = 700 }");
     wait_for("threshold 700 to run", Duration::from_secs(30), || {
-        plugin_info(s.admin)["params"]["threshold"] == "700"
+        plugin_info(s.admin)["params"]["threshold"] == fingerprint("700")
     });
     assert_eq!(plugin_info(s.admin)["version"], v2.as_str());
     check(&round(), &tag2, 700);
@@ -451,7 +482,10 @@ fn rollback_and_reload_through_the_admin_api_and_params_from_the_pipeline_file()
                 .is_some_and(|e| e.contains("threshold"))
         },
     );
-    assert_eq!(plugin_info(s.admin)["params"]["threshold"], "700");
+    assert_eq!(
+        plugin_info(s.admin)["params"]["threshold"],
+        fingerprint("700")
+    );
     check(&round(), &tag2, 700);
     let (status, body) = http(Method::POST, s.admin, "/plugins/alerts/alert/reload");
     assert_eq!(status, 422, "{body}");
@@ -467,7 +501,7 @@ fn rollback_and_reload_through_the_admin_api_and_params_from_the_pipeline_file()
         Duration::from_secs(30),
         || {
             metric(
-                s.admin,
+                s.metrics,
                 "sluice_pipeline_file_reloads_total",
                 &["result=\"rejected\""],
             ) == Some(1)

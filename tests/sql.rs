@@ -634,3 +634,88 @@ fn postgres_duplicate_keys_in_a_batch_behave_as_if_written_one_at_a_time() {
     assert!(p.terminate(), "{}", p.log_text());
     assert!(q.terminate(), "{}", q.log_text());
 }
+
+/// `url` with `param` added to its query.
+fn with_param(url: &str, param: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{param}")
+}
+
+/// `sql` (a count) on the database at `url`; -1 while it fails.
+fn count_on(url: &str, sql: &str) -> i64 {
+    rt().block_on(async {
+        let Ok(pool) = sqlx::PgPool::connect(url).await else {
+            return -1;
+        };
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(-1)
+    })
+}
+
+#[test]
+fn postgres_sslmode_require_refuses_a_server_without_tls_and_disable_connects() {
+    // A fresh server speaks no TLS (the shared one may: Debian turns it on).
+    let pg = common::fault::PrivatePg::start();
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let table = format!("create = true\n{COLUMNS}");
+    // `require` stops sluice with a TLS error instead of waiting forever
+    // or falling back to plaintext.
+    let url = with_param(&pg.url(), "sslmode=require");
+    let s = setup(dir.path(), b, &url, r#"batch_age = "100ms""#, &table, 1);
+    let mut p = Sluice::run(&s.file, &dir.path().join("require.log"));
+    common::wait_for("sluice to stop", Duration::from_secs(60), || {
+        p.child.try_wait().unwrap().is_some()
+    });
+    let log = p.log_text();
+    assert!(!p.child.wait().unwrap().success(), "{log}");
+    assert!(
+        log.contains("sslmode") && log.contains("server does not support TLS"),
+        "{log}"
+    );
+    let tables = format!(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = '{}'",
+        s.table
+    );
+    assert_eq!(count_on(&pg.url(), &tables), 0, "nothing was written");
+
+    // `disable` connects in plaintext, as asked.
+    let url = with_param(&pg.url(), "sslmode=disable");
+    let s = setup(dir.path(), b, &url, r#"batch_age = "100ms""#, &table, 1);
+    let mut p = Sluice::run(&s.file, &dir.path().join("disable.log"));
+    b.produce(&s.input, &rows(0..3));
+    let q = format!("SELECT count(*) FROM \"{}\"", s.table);
+    common::wait_for("the rows", Duration::from_secs(60), || {
+        count_on(&pg.url(), &q) == 3
+    });
+    assert!(p.terminate(), "{}", p.log_text());
+}
+
+#[test]
+fn postgres_sslmode_require_connects_over_tls() {
+    let pg = common::fault::PrivatePg::start();
+    pg.enable_tls();
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let table = format!("create = true\n{COLUMNS}");
+    let url = with_param(&pg.url(), "sslmode=require");
+    let s = setup(dir.path(), b, &url, r#"batch_age = "100ms""#, &table, 1);
+    let mut p = Sluice::run(&s.file, &dir.path().join("log"));
+    b.produce(&s.input, &rows(0..3));
+    // Counted over a plaintext connection of our own (the server takes
+    // both), which also sees whether sluice's connections use TLS.
+    let plain = with_param(&pg.url(), "sslmode=disable");
+    let q = format!("SELECT count(*) FROM \"{}\"", s.table);
+    common::wait_for("the rows", Duration::from_secs(60), || {
+        count_on(&plain, &q) == 3
+    });
+    let tls = count_on(
+        &plain,
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE s.ssl AND a.backend_type = 'client backend'",
+    );
+    assert!(tls >= 1, "sluice's connections use TLS ({tls})");
+    assert!(p.terminate(), "{}", p.log_text());
+}

@@ -13,8 +13,11 @@ threshold="${CALORIE_THRESHOLD:-500}"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 metrics_port=$(free_port)
+admin_port=$(free_port)
 export KAFKA_BROKERS="127.0.0.1:$port"
 export SLUICE_METRICS="127.0.0.1:$metrics_port"
+export SLUICE_ADMIN="127.0.0.1:$admin_port"
+export SLUICE_ADMIN_TOKEN="${SLUICE_ADMIN_TOKEN:-$(python3 -c 'import secrets; print(secrets.token_hex(16))')}"
 export CALORIE_THRESHOLD="$threshold"
 work=$(mktemp -d)
 export ALERTS_DB="sqlite://$work/alerts.db"
@@ -92,7 +95,8 @@ if [ -n "${SLUICE_DEMO_LIVE:-}" ]; then
 ==> sluice keeps running (Ctrl-C stops everything). Try a hot swap:
     1. edit plugins/calorie-alert/src/lib.rs (say, add a field to the alert)
     2. in another terminal: just plugins
-    3. watch the swap below, and the versions at: curl -s http://$SLUICE_METRICS/plugins
+    3. watch the swap below, and the versions at:
+       curl -s -H "Authorization: Bearer $SLUICE_ADMIN_TOKEN" http://$SLUICE_ADMIN/plugins
     4. send the pages again: KAFKA_BROKERS=$KAFKA_BROKERS $sluice produce raw_recipes $here/pages/*.html
        and read the alerts: KAFKA_BROKERS=$KAFKA_BROKERS $sluice consume alerts
 EOF

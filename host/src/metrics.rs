@@ -1,6 +1,7 @@
 //! Every metric sluice exports, defined once, and the HTTP endpoint that
-//! serves them (`/metrics` in Prometheus text format, `/healthz`, and the
-//! admin routes of [`crate::swap::admin`]).
+//! serves them (`/metrics` in Prometheus text format, and `/healthz`).
+//! Both are open, as Prometheus expects, so nothing else is on this
+//! listener: the admin API has its own ([`crate::swap::admin`]).
 //!
 //! Promise: per-record paths touch only pre-registered handles, so recording
 //! a metric never allocates or looks up a label set.
@@ -93,12 +94,10 @@ fn health() -> (axum::http::StatusCode, String) {
     (axum::http::StatusCode::SERVICE_UNAVAILABLE, body)
 }
 
-/// Serve `/metrics`, `/healthz` and the `admin` routes until `shutdown`
-/// resolves.
+/// Serve `/metrics` and `/healthz` until `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
     handle: PrometheusHandle,
-    admin: Option<axum::Router>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     use axum::routing::get;
@@ -110,8 +109,7 @@ pub async fn serve(
                 async move { h.render() }
             }),
         )
-        .route("/healthz", get(|| async { health() }))
-        .merge(admin.unwrap_or_default());
+        .route("/healthz", get(|| async { health() }));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics endpoint listening");
     axum::serve(listener, app)

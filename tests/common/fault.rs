@@ -355,6 +355,44 @@ impl PrivatePg {
         );
     }
 
+    /// Serve TLS (as well as plaintext) with a fresh self-signed
+    /// certificate: stops, configures `ssl = on`, starts again.
+    pub fn enable_tls(&self) {
+        self.stop();
+        let data = self.dir.join("data");
+        let (crt, key) = (data.join("server.crt"), data.join("server.key"));
+        let out = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&crt)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for f in [&crt, &key] {
+            if self.as_postgres {
+                Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(f)
+                    .status()
+                    .unwrap();
+            }
+            Command::new("chmod").arg("600").arg(f).status().unwrap();
+        }
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str("\nssl = on\n");
+        std::fs::write(&conf, text).unwrap();
+        self.start_again();
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }

@@ -10,8 +10,10 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
+use super::secret::Secret;
+
 /// Where a pipeline reads from.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSource {
     /// Bootstrap brokers, comma-separated `host:port`.
@@ -90,9 +92,9 @@ pub struct Security {
     /// SASL username.
     #[serde(default)]
     pub username: Option<String>,
-    /// SASL password.
+    /// SASL password (never printed; give it as `"${KAFKA_PASSWORD}"`).
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret<String>>,
     /// CA certificate file for SSL.
     #[serde(default)]
     pub ca_location: Option<String>,
@@ -121,7 +123,7 @@ pub enum SaslMechanism {
 }
 
 /// Producer settings shared by every Kafka route of a pipeline.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProducerConfig {
     /// Bootstrap brokers; defaults to the source's.
@@ -133,6 +135,56 @@ pub struct ProducerConfig {
     /// Extra librdkafka producer properties, passed through.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+}
+
+/// Pass-through properties as `Debug` shows them: the values of keys that
+/// name a credential (`sasl.password`, `ssl.key.password`, ...) hidden.
+struct ShownProperties<'a>(&'a BTreeMap<String, String>);
+
+impl std::fmt::Debug for ShownProperties<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |k: &str| {
+            let k = k.to_ascii_lowercase();
+            k.contains("password")
+                || k.contains("secret")
+                || k.contains("token")
+                || k.ends_with(".pem")
+        };
+        f.debug_map()
+            .entries(
+                self.0
+                    .iter()
+                    .map(|(k, v)| (k, if secret(k) { "***" } else { v.as_str() })),
+            )
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("brokers", &self.brokers)
+            .field("topics", &self.topics)
+            .field("assign", &self.assign)
+            .field("group_id", &self.group_id)
+            .field("auto_offset_reset", &self.auto_offset_reset)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("session_timeout", &self.session_timeout)
+            .field("commit_interval", &self.commit_interval)
+            .field("security", &self.security)
+            .field("properties", &ShownProperties(&self.properties))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ProducerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProducerConfig")
+            .field("brokers", &self.brokers)
+            .field("security", &self.security)
+            .field("properties", &ShownProperties(&self.properties))
+            .finish()
+    }
 }
 
 /// Builds a `ClientConfig` from typed settings plus pass-through properties,
@@ -178,7 +230,8 @@ impl PropertyBuilder {
                 .ok_or("security.username is required for SASL")?;
             let pass = s
                 .password
-                .as_deref()
+                .as_ref()
+                .map(|p| p.expose().as_str())
                 .ok_or("security.password is required for SASL")?;
             self.set("sasl.username", user, "security.username");
             self.set("sasl.password", pass, "security.password");

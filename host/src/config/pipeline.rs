@@ -12,7 +12,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::Deserialize;
 
-use super::interpolate::interpolate;
+use super::admin::AdminConfig;
+use super::interpolate::{Substituted, interpolate_document, line_of};
 use super::kafka::{KafkaSource, ProducerConfig};
 use super::plugin::PluginConfig;
 use super::sql::{SqlConfig, TableRoute};
@@ -24,9 +25,14 @@ pub const DEFAULT_ROUTE: &str = "default";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct File {
-    /// Prometheus `/metrics` and `/healthz` endpoint.
+    /// Prometheus `/metrics` and `/healthz` endpoint (open, as Prometheus
+    /// expects; the admin API is not on it).
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// The admin API (`/plugins`, reload, rollback) on a listener of its
+    /// own, behind a bearer token. Without this section there is none.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
     /// The pipelines; each runs independently.
     #[serde(rename = "pipeline", default)]
     pub pipelines: Vec<Pipeline>,
@@ -237,13 +243,20 @@ pub fn load(path: &Path) -> anyhow::Result<File> {
 }
 
 /// Parse pipeline text; `base` resolves relative plugin paths.
+///
+/// The text is parsed first and `${VAR}`s are substituted in its string
+/// values afterwards (see [`super::interpolate`]); every error is built from
+/// the text as written, and any value that came from the environment is
+/// hidden in it, so no error shows a secret.
 pub fn parse(
     text: &str,
     base: &Path,
     env: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<File> {
-    let text = interpolate(text, env).map_err(anyhow::Error::msg)?;
-    let mut file: File = toml::from_str(&text)?;
+    let doc = toml_edit::ImDocument::parse(text).map_err(|e| syntax_error(&e, text))?;
+    let mut root = doc.into_table();
+    let subs = interpolate_document(&mut root, text, &env).map_err(anyhow::Error::msg)?;
+    let mut file = deserialize(root, text).map_err(|e| anyhow::Error::msg(subs.redact(&e)))?;
     for p in &mut file.pipelines {
         for plugin in &mut p.plugins {
             if plugin.path.is_relative() {
@@ -251,8 +264,67 @@ pub fn parse(
             }
         }
     }
-    validate(&file)?;
+    validate(&file).map_err(|e| redacted(&subs, e))?;
     Ok(file)
+}
+
+/// `e` with every value that came from the environment hidden.
+fn redacted(subs: &Substituted, e: anyhow::Error) -> anyhow::Error {
+    if subs.is_empty() {
+        e
+    } else {
+        anyhow::Error::msg(subs.redact(&format!("{e:#}")))
+    }
+}
+
+/// A TOML syntax error, as toml renders it (quoting the line as written,
+/// so with `${VAR}`, never its value).
+fn syntax_error(e: &toml_edit::TomlError, text: &str) -> anyhow::Error {
+    let mut msg = e.to_string();
+    // The parser stops at the `$` of a `${VAR}` written outside quotes.
+    let at_variable = e
+        .span()
+        .and_then(|s| text.get(s.start..))
+        .is_some_and(|t| t.starts_with("${"));
+    if at_variable {
+        msg.push_str(
+            "note: `${VAR}` is replaced only inside quoted strings: write \"${VAR}\", also for numbers\n",
+        );
+    }
+    anyhow::Error::msg(msg.trim_end().to_owned())
+}
+
+/// Deserialize the interpolated document into a [`File`]. An error names
+/// the line and column (of the text as written), the key path and the
+/// fault, and quotes that line.
+fn deserialize(root: toml_edit::Table, raw: &str) -> Result<File, String> {
+    let de = toml_edit::de::Deserializer::from(toml_edit::DocumentMut::from(root));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let mut at = Vec::new();
+        let mut quote = String::new();
+        if let Some(span) = inner.span() {
+            let pos = span.start.min(raw.len());
+            let line = line_of(raw, pos);
+            let before = raw.get(..pos).unwrap_or_default();
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            let column = before.get(start..).map_or(0, |s| s.chars().count()) + 1;
+            at.push(format!("line {line}, column {column}"));
+            if let Some(content) = raw.split('\n').nth(line - 1) {
+                quote = format!("\n{line:>4} | {}", content.trim_end());
+            }
+        }
+        if path != "." {
+            at.push(format!("`{path}`"));
+        }
+        let at = if at.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", at.join(", "))
+        };
+        format!("{at}{}{quote}", inner.message())
+    })
 }
 
 fn validate(file: &File) -> anyhow::Result<()> {
@@ -260,6 +332,9 @@ fn validate(file: &File) -> anyhow::Result<()> {
         !file.pipelines.is_empty() || !file.sql_sources.is_empty(),
         "no [[pipeline]] or [[sql_source]] defined"
     );
+    if let Some(admin) = &file.admin {
+        admin.validate("admin").map_err(anyhow::Error::msg)?;
+    }
     let mut names = std::collections::HashSet::new();
     let mut groups = std::collections::HashMap::new();
     for p in &file.pipelines {
@@ -290,6 +365,7 @@ fn validate(file: &File) -> anyhow::Result<()> {
             s.url
         );
         s.url
+            .as_str()
             .parse::<sqlx::postgres::PgConnectOptions>()
             .map_err(|e| anyhow::anyhow!("{}: {e}", at("url")))?;
         for (field, v) in [
@@ -527,7 +603,8 @@ brokers = "b:9092"
         #[test]
         fn interpolation_never_panics(text in "[a-z$:{}\\-_\n]{0,64}") {
             let lookup = |name: &str| (name == "SET").then(|| "v".to_string());
-            if let Err(e) = crate::config::interpolate::interpolate(&text, lookup) {
+            let mut subs = crate::config::interpolate::Substituted::default();
+            if let Err(e) = crate::config::interpolate::interpolate(&text, 1, &lookup, &mut subs) {
                 proptest::prop_assert!(e.contains("line "), "{e}");
             }
         }
@@ -651,6 +728,124 @@ brokers = "b:9092"
         let text = format!("{MINIMAL}\n[[pipeline.plugin]]\npath = \"x.wasm\"\n");
         let err = format!("{:#}", parse(&text, Path::new("."), no_env).unwrap_err());
         assert!(err.contains("plugin[1]") && err.contains("`x`"), "{err}");
+    }
+
+    /// Every place a secret can sit in a pipeline file.
+    const SECRETS: &str = r#"
+[admin]
+token = "${ADMIN_TOKEN}"
+[[pipeline]]
+name = "p"
+producer = { security = { protocol = "sasl_plaintext", mechanism = "PLAIN", username = "u", password = "${KAFKA_PASSWORD}" } }
+routes.default = { table = { name = "t", columns = { id = { type = "text" } } } }
+dead_letter = { topic = "dlq" }
+sql = { url = "postgres://u:${DB_PASSWORD}@h/db?sslmode=require" }
+[pipeline.source]
+brokers = "b:9092"
+topics = ["in"]
+group_id = "g"
+properties = { "ssl.key.password" = "${KEY_PASSWORD}" }
+security = { protocol = "sasl_ssl", mechanism = "PLAIN", username = "u", password = "${KAFKA_PASSWORD}" }
+[[pipeline.plugin]]
+path = "x.wasm"
+params = { api_key = "${API_KEY}" }
+[[sql_source]]
+name = "s"
+url = "postgres://u:${DB_PASSWORD}@h/db"
+query = "SELECT 1 AS k"
+key = "k"
+topic = "t"
+brokers = "b:9092"
+"#;
+
+    /// Each variable's value: a sentinel with a quote, a backslash and a
+    /// newline (but URL-safe in a database URL).
+    fn secret_env(name: &str) -> Option<String> {
+        Some(match name {
+            "DB_PASSWORD" => format!("{name}-s3ntinel"),
+            _ => format!("{name}-s3ntinel\"q\\b\nnl"),
+        })
+    }
+
+    #[test]
+    fn secrets_arrive_byte_for_byte_and_never_print() {
+        let f = parse(SECRETS, Path::new("."), secret_env).unwrap();
+        let p = &f.pipelines[0];
+        let pass =
+            |s: &crate::config::kafka::Security| s.password.as_ref().unwrap().expose().clone();
+        assert_eq!(
+            pass(&p.source.security),
+            secret_env("KAFKA_PASSWORD").unwrap()
+        );
+        assert_eq!(
+            pass(p.producer.security.as_ref().unwrap()),
+            secret_env("KAFKA_PASSWORD").unwrap()
+        );
+        assert_eq!(
+            f.admin.as_ref().unwrap().token(),
+            secret_env("ADMIN_TOKEN").as_deref()
+        );
+        assert_eq!(
+            p.sql.as_ref().unwrap().url.as_str(),
+            format!(
+                "postgres://u:{}@h/db?sslmode=require",
+                secret_env("DB_PASSWORD").unwrap()
+            )
+        );
+        assert_eq!(
+            p.plugins[0].init_params(),
+            [("api_key".to_owned(), secret_env("API_KEY").unwrap())]
+        );
+        let shown = format!("{f:?} {f:#?}");
+        assert_eq!(shown.matches("s3ntinel").count(), 0, "{shown}");
+        assert!(
+            shown.contains("postgres://u:***@h/db?sslmode=require"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn an_interpolated_value_cannot_add_keys() {
+        let text = MINIMAL.replace("mode = \"fast\"", "mode = \"${MODE}\"");
+        let env = |_: &str| Some("x\", injected = \"y".to_owned());
+        let f = parse(&text, Path::new("."), env).unwrap();
+        let params = f.pipelines[0].plugins[0].init_params();
+        assert_eq!(params.len(), 2, "{params:?}");
+        assert!(params.contains(&("mode".into(), "x\", injected = \"y".into())));
+    }
+
+    #[test]
+    fn errors_never_show_a_value_from_the_environment() {
+        let env = |_: &str| Some("hunter2-sentinel".to_owned());
+        for (from, to) in [
+            // A syntax error on the line that holds the secret.
+            ("mode = \"fast\" }", "mode = \"${SECRET}\" oops }"),
+            // A typo on that line.
+            ("mode = \"fast\" }", "mode = \"${SECRET}\" }, dedline = 1"),
+            // The secret where a number or an enum belongs.
+            ("deadline = \"50ms\"", "deadline = \"${SECRET}\""),
+            (
+                "group_id = \"g\" }",
+                "group_id = \"g\", auto_offset_reset = \"${SECRET}\" }",
+            ),
+            (
+                "routes.default = { topic = \"out\" }",
+                "routes.default = { topic = \"out\", partitioning = \"${SECRET}\" }",
+            ),
+        ] {
+            let text = MINIMAL.replace(from, to);
+            assert_ne!(text, MINIMAL, "{from}");
+            let err = format!("{:#}", parse(&text, Path::new("."), env).unwrap_err());
+            assert!(!err.contains("hunter2"), "{to}: {err}");
+            assert!(is_located(&err), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_unquoted_variable_gets_a_hint() {
+        let text = MINIMAL.replace("threshold = 500", "threshold = ${N}");
+        let err = format!("{:#}", parse(&text, Path::new("."), no_env).unwrap_err());
+        assert!(err.contains("only inside quoted strings"), "{err}");
     }
 
     #[test]

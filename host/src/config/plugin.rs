@@ -77,13 +77,25 @@ fn default_workers() -> usize {
 }
 
 /// A parameter value; numbers and booleans are passed to `init` as text.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// Params are where plugins get their secrets, so `Debug` shows only a
+/// fingerprint of the value.
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum ParamValue {
     String(String),
     Integer(i64),
     Float(f64),
     Bool(bool),
+}
+
+impl std::fmt::Debug for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?}",
+            crate::config::secret::fingerprint(&self.to_string())
+        )
+    }
 }
 
 impl std::fmt::Display for ParamValue {

@@ -9,13 +9,18 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::secret::DbUrl;
+
 /// The pipeline's database (one per pipeline; every table route writes to it).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SqlConfig {
     /// `postgres://user@host/db` or `sqlite://path/to/file.db` (created if
-    /// missing; relative to the working directory).
-    pub url: String,
+    /// missing; relative to the working directory). PostgreSQL honours
+    /// `sslmode` (`disable`, `prefer` (the default), `require`,
+    /// `verify-ca`, `verify-full`) and `sslrootcert`. Printed with its
+    /// password hidden.
+    pub url: DbUrl,
     /// Write the consumer's offsets into `offsets_table` in the same
     /// transaction as each batch, and resume from them: no duplicates and no
     /// loss in the database, even across crashes.

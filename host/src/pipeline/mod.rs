@@ -80,12 +80,25 @@ pub async fn run(
     let tracker = tokio_util::task::TaskTracker::new();
     if let (Some(m), Some(handle)) = (&file.metrics, handle) {
         let (addr, c) = (m.listen, cancel.clone());
-        let admin = crate::swap::admin::routes(reloader.clone());
         tracker.spawn(async move {
-            if let Err(e) = crate::metrics::serve(addr, handle, Some(admin), c).await {
+            if let Err(e) = crate::metrics::serve(addr, handle, c).await {
                 tracing::error!(error = %e, "metrics endpoint failed");
             }
         });
+    }
+    match &file.admin {
+        Some(admin) => {
+            let listener = crate::swap::admin::bind(admin).await?;
+            let (admin, r, c) = (admin.clone(), reloader.clone(), cancel.clone());
+            tracker.spawn(async move {
+                if let Err(e) = crate::swap::admin::serve(listener, &admin, r, c).await {
+                    tracing::error!(error = %e, "admin API failed");
+                }
+            });
+        }
+        None => tracing::info!(
+            "no admin API: add an [admin] section to list, reload and roll back plugins over HTTP"
+        ),
     }
     let watcher = if file.reload.watch && !reloader.slots().is_empty() {
         Some(

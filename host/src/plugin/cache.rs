@@ -81,6 +81,7 @@ impl Cache {
         self.dir.join(format!("{name}.cwasm"))
     }
 
+    #[allow(clippy::expect_used, reason = "HMAC accepts a key of any length")]
     fn tag(&self, name: &str, bytes: &[u8]) -> Tag {
         let mut mac = Tag::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(name.as_bytes());

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::kafka::Security;
+use crate::config::secret::DbUrl;
 
 /// A query whose rows become records.
 #[derive(Debug, Clone, Deserialize)]
@@ -24,8 +25,9 @@ use crate::config::kafka::Security;
 pub struct SqlSourceConfig {
     /// Unique name, used in logs.
     pub name: String,
-    /// `postgres://...` database to poll.
-    pub url: String,
+    /// `postgres://...` database to poll (`sslmode` honoured; printed with
+    /// its password hidden).
+    pub url: DbUrl,
     /// A SELECT returning the unprocessed rows. Each row is published as a
     /// JSON object of its columns.
     pub query: String,
@@ -99,7 +101,7 @@ pub async fn run(cfg: SqlSourceConfig, cancel: CancellationToken) -> anyhow::Res
     );
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
-        .connect(&cfg.url)
+        .connect(cfg.url.as_str())
         .await
         .with_context(|| format!("{at}: cannot connect"))?;
     let producer: crate::sink::kafka::Producer =

@@ -1,9 +1,11 @@
-//! The admin API on the metrics listener: list plugin versions, reload a
-//! plugin, roll one back.
+//! The admin API, on a listener of its own (`[admin]`): list plugin
+//! versions, reload a plugin, roll one back.
 //!
 //! - `GET /plugins`: every plugin of every pipeline with its running
 //!   version (content hash), when it was loaded, its calls and errors, the
-//!   previous version and the last refused candidate.
+//!   previous version and the last refused candidate. Params are shown by
+//!   name with a fingerprint of each value (`sha256:` and 12 hex digits),
+//!   never the value: params are where plugins get their secrets.
 //! - `POST /plugins/{pipeline}/{plugin}/reload`: admit the plugin's file
 //!   (with its section of the pipeline file as it is now) and swap it in.
 //!   200 with the outcome, or 422 with the reason it was refused.
@@ -11,28 +13,89 @@
 //!   version back in (a second rollback rolls forward again). 409 when
 //!   there is none.
 //!
-//! Promise: these handlers never block the runtime: admission runs on a
-//! blocking thread, and goes through the same serialised path as the file
-//! watcher.
+//! Promises:
+//! - Every request passes [`guard`] first: a `Host` that is not a name of
+//!   this listener gets 421; with a token configured, a request without
+//!   `Authorization: Bearer <token>` (compared in constant time) gets 401;
+//!   without one, reload and rollback get 403 and say how to enable them.
+//! - These handlers never block the runtime: admission runs on a blocking
+//!   thread, and goes through the same serialised path as the file
+//!   watcher. At most [`MAX_ACTIONS`] reloads and rollbacks wait at once;
+//!   more get 429.
+
+mod guard;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use anyhow::Context as _;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::Serialize;
+use tokio::sync::Semaphore;
 
 use super::{Outcome, PluginSlot, Reloader, Version};
+use crate::config::admin::AdminConfig;
+use crate::config::secret::{fingerprint, hide_params};
 
-/// The `/plugins` routes, to merge into the metrics router.
-pub fn routes(reloader: Arc<Reloader>) -> axum::Router {
+/// Reloads and rollbacks that may be running or waiting at once.
+pub const MAX_ACTIONS: usize = 4;
+
+#[derive(Clone)]
+struct AdminState {
+    reloader: Arc<Reloader>,
+    actions: Arc<Semaphore>,
+}
+
+/// The admin routes, without the guard (see [`serve`]).
+fn routes(reloader: Arc<Reloader>) -> axum::Router {
+    let state = AdminState {
+        reloader,
+        actions: Arc::new(Semaphore::new(MAX_ACTIONS)),
+    };
     axum::Router::new()
         .route("/plugins", get(list))
         .route("/plugins/{pipeline}/{plugin}/reload", post(reload))
         .route("/plugins/{pipeline}/{plugin}/rollback", post(rollback))
-        .with_state(reloader)
+        .with_state(state)
+}
+
+/// Bind the `[admin]` listener (so a taken port fails startup, naming
+/// `admin.listen`).
+pub async fn bind(cfg: &AdminConfig) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("admin.listen: cannot listen on {}", cfg.listen))
+}
+
+/// Serve the admin API on `listener` until `shutdown` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    cfg: &AdminConfig,
+    reloader: Arc<Reloader>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let gate = Arc::new(guard::Guard::new(cfg, addr));
+    if cfg.token().is_none() {
+        tracing::warn!(
+            %addr,
+            "admin API: reload and rollback are refused (403) because no token is set; \
+             to enable them add `token = \"${{SLUICE_ADMIN_TOKEN}}\"` to [admin] and set \
+             SLUICE_ADMIN_TOKEN to a long random string"
+        );
+    }
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "admin API listens beyond loopback: its token crosses the network in clear");
+    }
+    let app = routes(reloader).layer(axum::middleware::from_fn_with_state(gate, guard::check));
+    tracing::info!(%addr, "admin API listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
 }
 
 /// One version, as `/plugins` shows it.
@@ -43,6 +106,7 @@ pub struct VersionInfo {
     pub generation: u64,
     pub loaded_at: String,
     pub path: String,
+    /// Param name → fingerprint of its value (never the value).
     pub params: std::collections::BTreeMap<String, String>,
     pub calls: u64,
     pub errors: u64,
@@ -55,7 +119,12 @@ impl VersionInfo {
             generation: v.generation,
             loaded_at: time(v.loaded_at),
             path: v.config.path.display().to_string(),
-            params: v.config.init_params().into_iter().collect(),
+            params: v
+                .config
+                .init_params()
+                .into_iter()
+                .map(|(k, v)| (k, fingerprint(&v)))
+                .collect(),
             calls: v.calls(),
             errors: v.errors(),
         }
@@ -114,30 +183,53 @@ struct OutcomeBody {
     error: Option<String>,
 }
 
-async fn list(State(reloader): State<Arc<Reloader>>) -> Json<Vec<PluginInfo>> {
-    Json(reloader.slots().iter().map(|s| PluginInfo::of(s)).collect())
+async fn list(State(state): State<AdminState>) -> Json<Vec<PluginInfo>> {
+    Json(
+        state
+            .reloader
+            .slots()
+            .iter()
+            .map(|s| PluginInfo::of(s))
+            .collect(),
+    )
 }
 
 async fn reload(
-    State(reloader): State<Arc<Reloader>>,
+    State(state): State<AdminState>,
     Path((pipeline, plugin)): Path<(String, String)>,
 ) -> (StatusCode, Json<OutcomeBody>) {
-    act(reloader, pipeline, plugin, |r, s| r.reload_requested(s)).await
+    act(state, pipeline, plugin, |r, s| r.reload_requested(s)).await
 }
 
 async fn rollback(
-    State(reloader): State<Arc<Reloader>>,
+    State(state): State<AdminState>,
     Path((pipeline, plugin)): Path<(String, String)>,
 ) -> (StatusCode, Json<OutcomeBody>) {
-    act(reloader, pipeline, plugin, |r, s| r.rollback(s)).await
+    act(state, pipeline, plugin, |r, s| r.rollback(s)).await
 }
 
 async fn act(
-    reloader: Arc<Reloader>,
+    state: AdminState,
     pipeline: String,
     plugin: String,
     f: impl FnOnce(&Reloader, &PluginSlot) -> Outcome + Send + 'static,
 ) -> (StatusCode, Json<OutcomeBody>) {
+    // Each action holds a blocking thread while it waits for the swap
+    // lock: bound how many may pile up.
+    let Ok(permit) = state.actions.clone().try_acquire_owned() else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(OutcomeBody {
+                status: "busy",
+                from: None,
+                version: None,
+                error: Some(format!(
+                    "{MAX_ACTIONS} reloads or rollbacks are already under way; try again"
+                )),
+            }),
+        );
+    };
+    let reloader = state.reloader;
     let Some(slot) = reloader.find(&pipeline, &plugin).cloned() else {
         return (
             StatusCode::NOT_FOUND,
@@ -149,7 +241,12 @@ async fn act(
             }),
         );
     };
-    let outcome = tokio::task::spawn_blocking(move || f(&reloader, &slot)).await;
+    let checked = slot.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        f(&reloader, &slot)
+    })
+    .await;
     match outcome {
         Ok(Outcome::Swapped { from, to }) => (
             StatusCode::OK,
@@ -193,7 +290,7 @@ async fn act(
                 status: "rejected",
                 from: None,
                 version: None,
-                error: Some(error),
+                error: Some(hide_params(&error, &checked.state().config.init_params())),
             }),
         ),
         Err(e) => (

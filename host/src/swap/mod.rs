@@ -347,6 +347,9 @@ impl Reloader {
         error: String,
         trigger: Trigger,
     ) -> Outcome {
+        // A plugin may quote a bad param (a secret) in its init error.
+        let params = slot.state().config.init_params();
+        let error = crate::config::secret::hide_params(&error, &params);
         crate::metrics::plugin_reloads(&slot.pipeline, &slot.name, "rejected").increment(1);
         tracing::error!(
             pipeline = %slot.pipeline,

@@ -41,7 +41,7 @@
 
 use std::io::Read as _;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use reqwest::blocking::Client;
@@ -505,6 +505,7 @@ mod tests {
     use std::io::Write as _;
     use std::net::TcpListener;
     use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
 
     use super::*;
     use crate::config::http::HttpConfig;
@@ -581,7 +582,9 @@ mod tests {
         assert_eq!(hits.load(Ordering::SeqCst), 0);
         // With allow_private the same name connects to the vetted address.
         let c = HttpClient::with_lookup("p".into(), policy(&[&entry], true), lookup);
-        let ok = c.fetch(get(&format!("http://evil.test:{port}/")), None).unwrap();
+        let ok = c
+            .fetch(get(&format!("http://evil.test:{port}/")), None)
+            .unwrap();
         assert_eq!(ok.body, b"ok");
         assert_eq!(hits.load(Ordering::SeqCst), 1);
     }

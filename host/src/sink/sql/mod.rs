@@ -181,7 +181,7 @@ async fn connect(
     let mut attempt = 0u32;
     loop {
         let tried = async {
-            let db = Db::connect(&cfg.url, cfg.max_connections).await?;
+            let db = Db::connect(cfg.url.as_str(), cfg.max_connections).await?;
             db.prepare(
                 tables,
                 cfg.exactly_once.then_some(cfg.offsets_table.as_str()),
@@ -200,7 +200,18 @@ async fn connect(
             }
             Err(e @ sqlx::Error::Configuration(_)) => {
                 return Err(anyhow::Error::from(e))
-                    .with_context(|| format!("sql.url: cannot use {}", redact(&cfg.url)));
+                    .with_context(|| format!("sql.url: cannot use {}", cfg.url));
+            }
+            // The server answered but TLS could not be had as `sslmode`
+            // asks: waiting will not change that, and falling back to
+            // plaintext is exactly what `sslmode=require` forbids.
+            Err(e @ sqlx::Error::Tls(_)) => {
+                return Err(anyhow::Error::from(e)).with_context(|| {
+                    format!(
+                        "sql.url: no TLS connection to {} as its sslmode requires",
+                        cfg.url
+                    )
+                });
             }
             Err(e) => e,
         };
@@ -210,12 +221,12 @@ async fn connect(
             format!("unavailable: {e}"),
         );
         if attempt == 1 {
-            tracing::warn!(pipeline = %p.name, url = %redact(&cfg.url), error = %e, "database unavailable; waiting for it");
+            tracing::warn!(pipeline = %p.name, url = %cfg.url, error = %e, "database unavailable; waiting for it");
         }
         if !pause(attempt, cancel).await {
             anyhow::bail!(
                 "shut down while waiting for the database at {}: {e}",
-                redact(&cfg.url)
+                cfg.url
             );
         }
     }
@@ -230,20 +241,6 @@ async fn pause(attempt: u32, cancel: &CancellationToken) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(delay) => true,
         _ = cancel.cancelled() => false,
-    }
-}
-
-/// Hide a password in a database URL.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
     }
 }
 
@@ -575,17 +572,5 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
     }
 }
