@@ -684,19 +684,24 @@ fn timeout_covers_reading_the_body() {
 }
 
 #[test]
-fn deadline_shorter_than_a_fetch_ends_the_call_when_it_returns() {
-    // Documented limit: epochs do not interrupt host calls, so the fetch
-    // completes and the guest traps on its next epoch check.
+fn a_fetch_ends_at_the_call_deadline_not_its_own_timeout() {
+    // The fetch's own timeout (5s) is far longer than the call's deadline:
+    // the deadline wins, and the call ends with `deadline`, not `transient`.
     let plugin = runtime()
         .load(&common::plugin("http-fetch"), "http-fetch")
         .unwrap();
     let limits = Limits {
-        deadline: Duration::from_millis(100),
+        deadline: Duration::from_millis(200),
         ..Limits::default()
     };
     let mut i = Instance::with_http(plugin, raw(), limits, Some(&localhost())).unwrap();
-    let err = fetch(&mut i, &url("/slow/400")).unwrap_err();
-    assert_eq!(err.kind(), "deadline", "{err}");
+    for path in ["/slow/5000", "/slow-body/5000"] {
+        let started = Instant::now();
+        let err = fetch(&mut i, &url(path)).unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(err.kind(), "deadline", "{path}: {err}");
+        assert!(took < Duration::from_millis(400), "{path}: took {took:?}");
+    }
     // The rebuilt instance fetches normally.
     assert_eq!(
         fetch(&mut i, &url("/page")).unwrap().value,

@@ -145,6 +145,19 @@ fn sleeper_violated_in_plugin_run_ends_within_twice_the_deadline() {
     assert!(text.contains("deadline"), "{text}");
     // Process start and plugin load included: well under the sleep.
     assert!(took < Duration::from_secs(5), "plugin run took {took:?}");
+
+    // The same in init.
+    let started = Instant::now();
+    let o = plugin_run(
+        "sleeper",
+        &["--init-deadline", "300ms", "--config", "init_sleep=forever"],
+        "1",
+    );
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("deadline"), "{err}");
+    assert!(took < Duration::from_secs(5), "plugin run took {took:?}");
 }
 
 #[test]
@@ -176,6 +189,15 @@ params = {{ init_sleep = "forever" }}
     assert!(!o.status.success());
     assert!(err.contains("deadline"), "{err}");
     assert!(took < Duration::from_secs(5), "check took {took:?}");
+
+    // `sluice run` loads its plugins the same way, before it connects.
+    let started = Instant::now();
+    let o = sluice(&["run", file.to_str().unwrap()]);
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("deadline"), "{err}");
+    assert!(took < Duration::from_secs(5), "run took {took:?}");
 }
 
 #[test]

@@ -102,6 +102,9 @@ pub struct PluginRunArgs {
     /// the HTTP timeout plus 100ms, since the deadline runs during fetches.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub deadline: Option<std::time::Duration>,
+    /// Deadline for instantiation plus `init`, e.g. 2s (default 10s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub init_deadline: Option<std::time::Duration>,
     /// Let the plugin fetch from HOST through the `http` import: an exact
     /// host name, or `*.example.com` for its subdomains, with an optional
     /// `:PORT` (without one, ports 80 and 443 only). Repeatable; without it

@@ -34,6 +34,9 @@ pub fn run(runtime: &Runtime, args: PluginRunArgs) -> anyhow::Result<()> {
     if let Some(m) = args.memory {
         limits.memory = m;
     }
+    if let Some(d) = args.init_deadline {
+        limits.init_deadline = d;
+    }
     match (args.deadline, &http) {
         (Some(d), _) => limits.deadline = d,
         // The deadline keeps running while the host fetches; without this a

@@ -7,6 +7,9 @@
 wasmtime::component::bindgen!({
     world: "transform",
     path: "../wit",
+    // A fetch cut off by the call's deadline traps the call, as an epoch
+    // interrupt would (see plugin/host/http.rs).
+    imports: { "sluice:plugin/http.fetch": trappable },
 });
 
 pub use self::sluice::plugin::log::Level;
