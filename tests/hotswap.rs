@@ -521,3 +521,57 @@ fn rollback_and_reload_through_the_admin_api_and_params_from_the_pipeline_file()
     assert_eq!(dl[0].header(HEADER), Some(tag2.as_str()));
     assert_eq!(dl[0].header("sluice.error.kind"), Some("invalid"));
 }
+
+/// Review finding 13: a reload asked for one plugin used to take in every
+/// other plugin's new section as "wanted" without reloading it, so the file
+/// watcher then saw no change and those plugins kept their old config.
+#[test]
+fn a_reload_of_one_plugin_does_not_swallow_the_others_file_changes() {
+    use sluice::swap::Reloader;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    let text = |a: &str, b: &str| {
+        format!(
+            r#"
+[[pipeline]]
+name = "p"
+source = {{ brokers = "127.0.0.1:1", topics = ["in"], group_id = "g" }}
+routes.default = {{ topic = "out" }}
+dead_letter = {{ topic = "dlq" }}
+[[pipeline.plugin]]
+name = "a"
+path = "{path}"
+params = {{ threshold = {a} }}
+[[pipeline.plugin]]
+name = "b"
+path = "{path}"
+params = {{ threshold = {b} }}
+"#,
+            path = common::plugin("calorie-alert").display()
+        )
+    };
+    std::fs::write(&file, text("100", "200")).unwrap();
+    let runtime = sluice::plugin::Runtime::new(Default::default()).unwrap();
+    let loaded = sluice::config::pipeline::load(&file).unwrap();
+    let slots = sluice::pipeline::load_plugins(&runtime, &loaded)
+        .unwrap()
+        .concat();
+    let reloader = Reloader::new(runtime, Some(file.clone()), slots.clone());
+    let threshold = |i: usize| {
+        slots[i]
+            .current()
+            .config
+            .init_params()
+            .into_iter()
+            .find(|(k, _)| k == "threshold")
+            .unwrap()
+            .1
+    };
+
+    std::fs::write(&file, text("111", "222")).unwrap();
+    reloader.reload_requested(&slots[0]);
+    // What the file watcher does when it sees the same change.
+    reloader.pipeline_file_changed();
+    assert_eq!(threshold(0), "111");
+    assert_eq!(threshold(1), "222", "plugin b never got its new params");
+}

@@ -326,18 +326,32 @@ impl Reloader {
         changed
     }
 
-    /// Refresh `slot`'s wanted config from the pipeline file (if it parses)
-    /// and reload it: what `POST /plugins/.../reload` does.
+    /// Refresh every slot's wanted config from the pipeline file (if it
+    /// parses), reload each slot whose section changed, and reload `slot`:
+    /// what `POST /plugins/.../reload` does. Whoever takes in a section's
+    /// change reloads it, or the watcher, seeing nothing new, never would.
     pub fn reload_requested(&self, slot: &PluginSlot) -> Outcome {
+        let mut mine = None;
         if let Some(path) = &self.file {
             match pipeline::load(path) {
                 Ok(new) => {
-                    self.changed_slots(&new);
+                    for changed in self.changed_slots(&new) {
+                        let asked = std::ptr::eq(&*changed, slot);
+                        let trigger = if asked {
+                            Trigger::Admin
+                        } else {
+                            Trigger::Config
+                        };
+                        let outcome = self.reload(&changed, trigger);
+                        if asked {
+                            mine = Some(outcome);
+                        }
+                    }
                 }
                 Err(e) => return Outcome::Rejected(format!("{e:#}")),
             }
         }
-        self.reload(slot, Trigger::Admin)
+        mine.unwrap_or_else(|| self.reload(slot, Trigger::Admin))
     }
 
     fn reject(
