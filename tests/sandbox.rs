@@ -160,6 +160,35 @@ fn sleeper_violated_in_plugin_run_ends_within_twice_the_deadline() {
     assert!(took < Duration::from_secs(5), "plugin run took {took:?}");
 }
 
+/// Review finding 14: when the rebuild after a trap fails, the record that
+/// happens to come next is not at fault: it is a transient failure
+/// (retried with backoff), not a trap that dead-letters it at once.
+#[test]
+fn a_failed_rebuild_after_a_trap_is_transient_for_the_next_record() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let window = format!("{},{}", now + 400, now + 1600);
+    let started = Instant::now();
+    let mut i = Instance::new(
+        load("sleeper"),
+        params(&[("fail_init_between", &window)]),
+        deadline(200),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500).saturating_sub(started.elapsed()));
+    assert_eq!(
+        i.process(&input(b"forever")).unwrap_err().kind(),
+        "deadline"
+    );
+    let err = i.process(&input(b"1")).unwrap_err();
+    assert_eq!(err.kind(), "transient", "{err}");
+    // Once init works again, so does the record.
+    std::thread::sleep(Duration::from_millis(1700).saturating_sub(started.elapsed()));
+    assert_eq!(i.process(&input(b"1")).unwrap()[0].value, b"1");
+}
+
 #[test]
 fn sleeper_in_init_fails_sluice_check_within_its_init_deadline() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,8 @@
 //! for every record. Promise: a record that traps (deadline, memory cap,
 //! guest panic) costs only that record. The instance is thrown away and
 //! rebuilt (with `init` called again) before the next record, which runs
-//! normally.
+//! normally; if that rebuild fails, the next record fails as `transient`
+//! (so it is retried), never as a trap of its own.
 //!
 //! Capabilities: every instance gets the `log` import; the `http` import
 //! reaches only the hosts of the plugin's `http` config
@@ -308,9 +309,14 @@ impl Instance {
         let live = match &mut self.live {
             Some(live) => live,
             None => {
-                let live = self
-                    .build()
-                    .map_err(|e| PluginError::Trap(format!("could not rebuild instance: {e}")))?;
+                // The record at hand did not break the instance: a rebuild
+                // that fails is a transient failure of this record (retried
+                // with backoff), not a trap that dead-letters it at once.
+                let live = self.build().map_err(|e| {
+                    PluginError::Transient(format!(
+                        "could not rebuild the instance after a trap: {e}"
+                    ))
+                })?;
                 self.live.insert(live)
             }
         };

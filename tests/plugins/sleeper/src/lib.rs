@@ -7,6 +7,9 @@
 //! - Value `forever`: sleeps forever, one hour at a time.
 //! - Anything else: an `invalid` error.
 //! - Param `init_sleep` (`N` or `forever`): sleeps that long in `init`.
+//! - Param `fail_init_between` (`T1,T2`, milliseconds since the Unix epoch):
+//!   `init` refuses while the wall clock is in [T1, T2), so a test can make
+//!   a rebuild fail where the first start succeeded.
 
 use std::time::Duration;
 
@@ -45,8 +48,22 @@ struct Sleeper;
 impl Guest for Sleeper {
     fn init(params: Vec<(String, String)>) -> Result<(), String> {
         for (k, v) in params {
-            if k == "init_sleep" {
-                sleep(parse(&v)?);
+            match k.as_str() {
+                "init_sleep" => sleep(parse(&v)?),
+                "fail_init_between" => {
+                    let (from, to) = v
+                        .split_once(',')
+                        .and_then(|(a, b)| Some((a.parse::<u128>().ok()?, b.parse::<u128>().ok()?)))
+                        .ok_or_else(|| format!("fail_init_between: {v:?} is not T1,T2"))?;
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_err(|e| e.to_string())?
+                        .as_millis();
+                    if (from..to).contains(&now) {
+                        return Err(format!("init refused at {now} (inside {from}..{to})"));
+                    }
+                }
+                _ => {}
             }
         }
         Ok(())
