@@ -575,3 +575,76 @@ params = {{ threshold = {b} }}
     assert_eq!(threshold(0), "111");
     assert_eq!(threshold(1), "222", "plugin b never got its new params");
 }
+
+fn epoch_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+fn sleep_until_ms(t: u128) {
+    let now = epoch_ms();
+    if t > now {
+        std::thread::sleep(Duration::from_millis((t - now) as u64));
+    }
+}
+
+/// Review finding 14, second half: a worker that could not start a newly
+/// published version (its `init` failed there, after passing admission)
+/// used to stay on the old one for good while `/plugins` reported the new
+/// one. It now tries again, and switches once the version starts.
+#[test]
+fn a_worker_that_could_not_start_a_new_version_tries_again() {
+    let b = Broker::shared();
+    let s = setup(b, 1, "params = { v = \"1\" }");
+    std::fs::copy(common::plugin("sleeper"), &s.plugin).unwrap();
+    let mut sluice = run(&s);
+    wait_for_admin(&s, &sluice);
+    let out = b.consumer(&s.output);
+    let mut seen = 0;
+    let mut one_more = |what: &str| {
+        b.produce(&s.input, &[(what.to_string(), b"1".to_vec())]);
+        seen += 1;
+        let want = seen;
+        let got = collect(&out, Duration::from_secs(60), Duration::ZERO, |g| {
+            g.len() >= 1
+        });
+        assert_eq!(got.len(), 1, "record {want} ({what}) did not arrive");
+    };
+    one_more("on v1");
+
+    // v2 passes admission now, but refuses to start inside [from, to).
+    let (from, to) = (epoch_ms() + 2000, epoch_ms() + 4500);
+    write_pipeline(
+        b,
+        &s,
+        &s.group,
+        &format!("params = {{ v = \"2\", fail_init_between = \"{from},{to}\" }}"),
+    );
+    wait_for("v2 to be published", Duration::from_secs(30), || {
+        plugin_info(s.admin)["generation"] == 2
+    });
+    assert!(
+        epoch_ms() < from,
+        "admission took too long for this test's window"
+    );
+
+    sleep_until_ms(from + 300);
+    one_more("inside the window: still on v1");
+    assert_eq!(
+        plugin_info(s.admin)["calls"],
+        0,
+        "v2 started inside its window?"
+    );
+
+    sleep_until_ms(to + 300);
+    one_more("after the window");
+    let calls = plugin_info(s.admin)["calls"].as_u64().unwrap();
+    assert!(
+        calls >= 1,
+        "the worker never switched to v2: {}",
+        sluice.log_text()
+    );
+    assert!(sluice.terminate(), "{}", sluice.log_text());
+}

@@ -12,7 +12,9 @@
 //! Hot swap: a worker looks at its plugin slot before each record, never
 //! during one, and switches to a newly published version there. A record,
 //! retries included, is processed by one version only, and each partition
-//! switches once, between two of its offsets.
+//! switches once, between two of its offsets. A worker that cannot start
+//! the published version stays on the one it runs and tries again at a
+//! record at least [`RETRY_REFUSED`] later.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +47,10 @@ impl Next {
     }
 }
 
+/// How long a worker waits before it tries again to start a published
+/// version it could not start.
+pub const RETRY_REFUSED: Duration = Duration::from_secs(1);
+
 /// Which of `n` workers handles `partition`.
 pub fn lane(partition: i32, n: usize) -> usize {
     (partition.unsigned_abs() as usize) % n.max(1)
@@ -57,8 +63,9 @@ pub struct Stage {
     /// The version `instance` runs.
     pub version: Arc<Version>,
     pub instance: Instance,
-    /// A published version this worker could not start; not retried.
-    pub refused: Option<Arc<Version>>,
+    /// A published version this worker could not start, and when it last
+    /// tried; tried again at a record at least [`RETRY_REFUSED`] later.
+    pub refused: Option<(Arc<Version>, Instant)>,
     pub retry: RetryConfig,
     pub metrics: PluginMetrics,
     pub pipeline: PipelineMetrics,
@@ -95,7 +102,7 @@ impl Stage {
             || self
                 .refused
                 .as_ref()
-                .is_some_and(|r| Arc::ptr_eq(r, &current))
+                .is_some_and(|(r, at)| Arc::ptr_eq(r, &current) && at.elapsed() < RETRY_REFUSED)
         {
             return;
         }
@@ -115,14 +122,16 @@ impl Stage {
             }
             Err(e) => {
                 // Admission started this version once already; if it will
-                // not start here, keep going on the one that works.
+                // not start here, keep going on the one that works, and try
+                // again later (its init may depend on something passing).
                 tracing::error!(
                     plugin = %self.slot.name,
                     version = %crate::swap::short(next.sha256()),
                     error = %e,
-                    "worker could not start the new version; staying on the old one"
+                    retry_in = ?RETRY_REFUSED,
+                    "worker could not start the new version; staying on the old one for now"
                 );
-                self.refused = Some(next);
+                self.refused = Some((next, Instant::now()));
             }
         }
     }
