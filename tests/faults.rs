@@ -45,12 +45,18 @@ fn scalar(url: &str, sql: &str) -> Option<i64> {
     })
 }
 
-/// Run statements on a PostgreSQL database.
+/// Run statements on a PostgreSQL or SQLite database.
 fn exec(url: &str, sql: &str) {
     rt().block_on(async {
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
-        pool.close().await;
+        if url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
     })
 }
 
@@ -1159,4 +1165,61 @@ fn a_stalled_database_does_not_get_the_member_evicted() {
     let distinct = format!("SELECT count(DISTINCT id) FROM \"{table}\"");
     assert_eq!(scalar(&direct, &distinct), Some(N as i64));
     assert_eq!(scalar(&direct, &count), Some(N as i64), "duplicate rows");
+}
+
+/// Exactly-once, Kafka ahead of the database (a database restored from an
+/// older backup): on assignment sluice seeks back to the table's offset, so
+/// the rows the restore lost are written again, each once.
+#[test]
+fn eo_kafka_ahead_of_the_database_seeks_back_to_the_table() {
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("eo.sqlite").display());
+    let (input, dlq, group, table) = (
+        random_name("in"),
+        random_name("dlq"),
+        random_name("g"),
+        table_name(),
+    );
+    b.create_topic(&input, 1);
+    b.create_topic(&dlq, 1);
+    let spec = Spec {
+        broker: &b.addr,
+        input: &input,
+        dlq: &dlq,
+        group: &group,
+        url: &url,
+        table: &table,
+        sql_extra: "exactly_once = true",
+        plugin: "passthrough",
+        params: "",
+        retry: "max_attempts = 1",
+        metrics_port: common::free_port(),
+    };
+    let file = write_file(&dir.path().join("p.toml"), &spec);
+    let count = format!("SELECT count(*) FROM \"{table}\"");
+    let next = "SELECT coalesce(max(next_offset), 0) FROM sluice_offsets";
+    b.produce(&input, &rows(0..100));
+    let mut p = Sluice::run(&file, &dir.path().join("log0"));
+    wait(&[&p], "every row", Duration::from_secs(60), || {
+        scalar(&url, next) == Some(100)
+    });
+    // The final synchronous commit puts the group's offset at 100 too.
+    assert!(p.terminate(), "{}", p.log_text());
+
+    // The restore: rows from offset 60 on, and the offsets row, go back.
+    exec(&url, &format!("DELETE FROM \"{table}\" WHERE v >= 60"));
+    exec(&url, "UPDATE sluice_offsets SET next_offset = 60");
+    let mut p = Sluice::run(&file, &dir.path().join("log1"));
+    b.produce(&input, &rows(100..101));
+    wait(
+        &[&p],
+        "the lost rows and the new one",
+        Duration::from_secs(60),
+        || scalar(&url, next) == Some(101),
+    );
+    assert!(p.terminate(), "{}", p.log_text());
+    assert_eq!(scalar(&url, &count), Some(101), "{}", p.log_text());
+    let distinct = format!("SELECT count(DISTINCT id) FROM \"{table}\"");
+    assert_eq!(scalar(&url, &distinct), Some(101));
 }
