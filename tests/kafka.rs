@@ -633,3 +633,147 @@ path = "{plugin}"
     assert_eq!(distinct, 5);
     assert!(s.terminate(), "{}", s.log_text());
 }
+
+/// A tombstone (null value) and a null header value are null in the dead
+/// letter too, not empty: the dead letter carries the record unchanged. An
+/// empty value stays empty, not null.
+#[test]
+fn tombstones_and_null_header_values_stay_null_in_dead_letters() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let t = topics(b, 1);
+    // busy-loop answers `invalid` to any value that is not a number, an
+    // empty one included.
+    let file = pipeline_file(dir.path(), b, &t, &common::plugin("busy-loop"), "", "");
+    let mut s = Sluice::run(&file, &dir.path().join("log"));
+    let p: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &b.addr)
+        .create()
+        .unwrap();
+    let headers = || {
+        OwnedHeaders::new()
+            .insert(Header {
+                key: "gone",
+                value: None::<&[u8]>,
+            })
+            .insert(Header {
+                key: "empty",
+                value: Some(b"".as_slice()),
+            })
+            .insert(Header {
+                key: "trace-id",
+                value: Some(b"abc".as_slice()),
+            })
+    };
+    p.send(
+        BaseRecord::<[u8], [u8]>::to(&t.input)
+            .key(b"tombstone".as_slice())
+            .headers(headers()),
+    )
+    .unwrap();
+    p.send(
+        BaseRecord::to(&t.input)
+            .key(b"empty".as_slice())
+            .payload(b"".as_slice())
+            .headers(headers()),
+    )
+    .unwrap();
+    p.flush(Duration::from_secs(60)).unwrap();
+    let dl = collect(
+        &b.consumer(&t.dlq),
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        |g| g.len() >= 2,
+    );
+    assert!(s.terminate(), "{}", s.log_text());
+    assert_eq!(keys(&dl), ["tombstone", "empty"], "{dl:?}");
+    for d in &dl {
+        assert_eq!(d.header("sluice.error.kind"), Some("invalid"), "{d:?}");
+        assert_eq!(d.null_headers, ["gone"], "{d:?}");
+        assert_eq!(d.header("empty"), Some(""), "{d:?}");
+        assert_eq!(d.header("trace-id"), Some("abc"), "{d:?}");
+        assert!(d.value.is_empty(), "{d:?}");
+    }
+    assert!(dl[0].value_is_null, "a tombstone stays null: {:?}", dl[0]);
+    assert!(
+        !dl[1].value_is_null,
+        "an empty value stays empty: {:?}",
+        dl[1]
+    );
+}
+
+/// A pipeline without plugins forwards records as read: a tombstone stays
+/// a tombstone (a delete on a compacted topic) and a null header value
+/// stays null.
+#[test]
+fn a_pipeline_without_plugins_forwards_tombstones_as_tombstones() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let t = topics(b, 1);
+    let file = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[[pipeline]]
+name = "mirror"
+source = {{ brokers = "{brokers}", topics = ["{input}"], group_id = "{group}", session_timeout = "3s" }}
+routes.default = {{ topic = "{output}" }}
+dead_letter = {{ topic = "{dlq}" }}
+"#,
+            brokers = b.addr,
+            input = t.input,
+            output = t.output,
+            dlq = t.dlq,
+            group = random_name("group"),
+        ),
+    )
+    .unwrap();
+    let mut s = Sluice::run(&file, &dir.path().join("log"));
+    let p: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &b.addr)
+        .create()
+        .unwrap();
+    let headers = || {
+        OwnedHeaders::new().insert(Header {
+            key: "gone",
+            value: None::<&[u8]>,
+        })
+    };
+    p.send(
+        BaseRecord::<[u8], [u8]>::to(&t.input)
+            .key(b"tombstone".as_slice())
+            .headers(headers()),
+    )
+    .unwrap();
+    p.send(
+        BaseRecord::to(&t.input)
+            .key(b"empty".as_slice())
+            .payload(b"".as_slice())
+            .headers(headers()),
+    )
+    .unwrap();
+    p.flush(Duration::from_secs(60)).unwrap();
+    let out = collect(
+        &b.consumer(&t.output),
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        |g| g.len() >= 2,
+    );
+    assert!(s.terminate(), "{}", s.log_text());
+    assert_eq!(keys(&out), ["tombstone", "empty"], "{out:?}");
+    for o in &out {
+        assert_eq!(o.null_headers, ["gone"], "{o:?}");
+        assert!(o.value.is_empty(), "{o:?}");
+    }
+    assert!(out[0].value_is_null, "a tombstone stays null: {:?}", out[0]);
+    assert!(
+        !out[1].value_is_null,
+        "an empty value stays empty: {:?}",
+        out[1]
+    );
+}

@@ -232,8 +232,15 @@ pub fn produce_to(addr: &str, topic: &str, records: &[(String, Vec<u8>)]) {
 #[derive(Debug, Clone)]
 pub struct Got {
     pub key: Option<String>,
+    /// The payload; empty when it was null (see `value_is_null`).
     pub value: Vec<u8>,
+    /// The payload was null (a tombstone), not merely empty.
+    pub value_is_null: bool,
+    /// Header values are lossy UTF-8; a null one reads as "" (see
+    /// `null_headers`).
     pub headers: Vec<(String, String)>,
+    /// Names of the headers whose value was null, in order.
+    pub null_headers: Vec<String>,
     pub partition: i32,
 }
 
@@ -282,10 +289,21 @@ pub fn collect(
                         .collect()
                 })
                 .unwrap_or_default();
+            let null_headers = m
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .filter(|h| h.value.is_none())
+                        .map(|h| h.key.to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
             seen.push(Got {
                 key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                 value: m.payload().unwrap_or_default().to_vec(),
+                value_is_null: m.payload().is_none(),
                 headers,
+                null_headers,
                 partition: m.partition(),
             });
         }

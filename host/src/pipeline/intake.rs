@@ -11,6 +11,10 @@
 //! evicted for missing `max.poll.interval.ms`, however slow a sink is.
 //! Short waits do not pause: a pause costs a fetch round trip on resume.
 //! Records are handed on in offset order per partition.
+//!
+//! A null value or null header value reaches plugins as empty (the WIT
+//! cannot say null); which parts were null travels beside the record in
+//! [`Nulls`], for its dead letter.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -24,7 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, TryAcquireError, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::stage::{Next, lane};
-use super::work::Work;
+use super::work::{Nulls, Work};
 use crate::config::pipeline::Pipeline;
 use crate::metrics::PipelineMetrics;
 use crate::plugin::{Header, Input};
@@ -37,11 +41,14 @@ use crate::source::offsets::PartitionTracker;
 /// enough that a busy but flowing pipeline never pauses.
 const BRIEF: Duration = Duration::from_millis(200);
 
+/// A record as read: the plugin input and which of its parts were null.
+type Read = (Input, Nulls);
+
 /// A partition paused for want of a permit, and the records read for it
 /// since, in offset order.
 struct Held {
     tracker: Arc<PartitionTracker>,
-    records: VecDeque<Input>,
+    records: VecDeque<Read>,
 }
 
 /// What wakes a held partition: a permit, or `None` when it was revoked.
@@ -65,7 +72,7 @@ impl Intake<'_> {
         let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<Wake>();
         // Records read while every partition was paused on a full stage
         // queue, to hand on before reading more.
-        let mut backlog: VecDeque<(Input, Arc<PartitionTracker>)> = VecDeque::new();
+        let mut backlog: VecDeque<(Read, Arc<PartitionTracker>)> = VecDeque::new();
         loop {
             if let Some((record, tracker)) = backlog.pop_front() {
                 self.admit(record, tracker, &mut held, &wake_tx, &mut backlog)
@@ -113,7 +120,7 @@ impl Intake<'_> {
     async fn take(
         &self,
         msg: BorrowedMessage<'_>,
-    ) -> anyhow::Result<Option<(Input, Arc<PartitionTracker>)>> {
+    ) -> anyhow::Result<Option<(Read, Arc<PartitionTracker>)>> {
         let max_in_flight = self.p.source.max_in_flight;
         let (tracker, fresh) = self
             .trackers
@@ -136,37 +143,18 @@ impl Intake<'_> {
         if tracker.skips(msg.offset()) || tracker.stale(msg.offset()) {
             return Ok(None);
         }
-        let record = Input {
-            topic: msg.topic().to_owned(),
-            partition: msg.partition(),
-            offset: msg.offset(),
-            timestamp: msg.timestamp().to_millis(),
-            key: msg.key().map(<[u8]>::to_vec),
-            value: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            headers: msg
-                .headers()
-                .map(|hs| {
-                    hs.iter()
-                        .map(|h| Header {
-                            name: h.key.to_owned(),
-                            value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-        };
-        Ok(Some((record, tracker)))
+        Ok(Some((read(&msg), tracker)))
     }
 
     /// Hand a record on if its partition has a permit free; otherwise hold
     /// it and pause the partition.
     async fn admit(
         &self,
-        record: Input,
+        record: Read,
         tracker: Arc<PartitionTracker>,
         held: &mut HashMap<PartitionKey, Held>,
         wake_tx: &mpsc::UnboundedSender<Wake>,
-        backlog: &mut VecDeque<(Input, Arc<PartitionTracker>)>,
+        backlog: &mut VecDeque<(Read, Arc<PartitionTracker>)>,
     ) -> anyhow::Result<()> {
         if !held.is_empty() {
             let key = (tracker.topic.clone(), tracker.partition);
@@ -219,7 +207,7 @@ impl Intake<'_> {
         permit: Option<OwnedSemaphorePermit>,
         held: &mut HashMap<PartitionKey, Held>,
         wake_tx: &mpsc::UnboundedSender<Wake>,
-        backlog: &mut VecDeque<(Input, Arc<PartitionTracker>)>,
+        backlog: &mut VecDeque<(Read, Arc<PartitionTracker>)>,
     ) -> anyhow::Result<()> {
         let key = (tracker.topic.clone(), tracker.partition);
         if !held
@@ -270,15 +258,15 @@ impl Intake<'_> {
     /// paused afterwards.
     async fn hand_on(
         &self,
-        record: Input,
+        (record, nulls): Read,
         tracker: Arc<PartitionTracker>,
         permit: OwnedSemaphorePermit,
         held: &HashMap<PartitionKey, Held>,
-        backlog: &mut VecDeque<(Input, Arc<PartitionTracker>)>,
+        backlog: &mut VecDeque<(Read, Arc<PartitionTracker>)>,
     ) -> anyhow::Result<()> {
         self.metrics.records_in.increment(1);
         tracker.begin(record.offset);
-        let mut work = Work::new(record, tracker, permit);
+        let mut work = Work::new(record, nulls, tracker, permit);
         let tx = match &self.first {
             Next::Stage(txs) => &txs[lane(work.record.partition, txs.len())],
             Next::Sink(tx) => {
@@ -354,6 +342,41 @@ impl Intake<'_> {
             tracing::debug!(topic = %tracker.topic, partition = tracker.partition, error = %e, "resume");
         }
     }
+}
+
+/// `msg` as a plugin input, null parts as empty, and which parts were null.
+fn read(msg: &BorrowedMessage<'_>) -> Read {
+    let mut nulls = Nulls {
+        value: msg.payload().is_none(),
+        headers: Vec::new(),
+    };
+    let headers = msg
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    if h.value.is_none() {
+                        nulls.headers.push(i);
+                    }
+                    Header {
+                        name: h.key.to_owned(),
+                        value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let record = Input {
+        topic: msg.topic().to_owned(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        timestamp: msg.timestamp().to_millis(),
+        key: msg.key().map(<[u8]>::to_vec),
+        value: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        headers,
+    };
+    (record, nulls)
 }
 
 /// Wake the loop once `tracker` has a permit free (or is revoked).

@@ -1,5 +1,12 @@
 //! The unit that flows through a pipeline: one source record, the outputs it
 //! has produced so far, and the handle that finishes its offset.
+//!
+//! The record is kept as the plugin [`Input`], which cannot say null (WIT
+//! `list<u8>`): a null value (a tombstone) or null header value is empty
+//! there, and [`Nulls`] beside it remembers which parts were null so that a
+//! dead letter can carry the record unchanged, and so that a pipeline
+//! without plugins forwards a tombstone as a tombstone
+//! ([`Work::output_nulls`]).
 
 use std::sync::Arc;
 
@@ -41,10 +48,36 @@ impl Failure {
     }
 }
 
+/// Which parts of a source record were null, where its [`Input`] holds
+/// them as empty. Allocates nothing unless a header value was null.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Nulls {
+    /// The value was null: the record is a tombstone (a Kafka delete).
+    pub value: bool,
+    /// Indexes into the record's headers, ascending, of those whose value
+    /// was null.
+    pub headers: Vec<usize>,
+}
+
+/// Nothing was null.
+static NO_NULLS: Nulls = Nulls {
+    value: false,
+    headers: Vec::new(),
+};
+
+impl Nulls {
+    /// Header `i`'s value was null.
+    pub fn header(&self, i: usize) -> bool {
+        self.headers.binary_search(&i).is_ok()
+    }
+}
+
 /// One source record in flight.
 pub struct Work {
-    /// The record as read from the source.
+    /// The record as read from the source, null parts as empty.
     pub record: Input,
+    /// Which parts of `record` were null at the source.
+    pub nulls: Nulls,
     /// Default-route outputs of the previous stage, waiting for this stage.
     pub pending: Vec<Input>,
     /// Outputs that left the chain, with their route (`None` = default).
@@ -65,11 +98,13 @@ pub struct Work {
 impl Work {
     pub fn new(
         record: Input,
+        nulls: Nulls,
         tracker: Arc<PartitionTracker>,
         permit: OwnedSemaphorePermit,
     ) -> Self {
         Work {
             record,
+            nulls,
             pending: Vec::new(),
             routed: Vec::new(),
             failure: None,
@@ -88,6 +123,17 @@ impl Work {
             [] => None,
             [one] => Some(std::borrow::Cow::Borrowed(one)),
             many => Some(std::borrow::Cow::Owned(many.join(","))),
+        }
+    }
+
+    /// Which parts of the record's outputs are null. Without plugins the
+    /// one output is the source record as read, so its nulls; a plugin's
+    /// outputs are never null (WIT `sluice:plugin@0.1.0` cannot say so).
+    pub fn output_nulls(&self) -> &Nulls {
+        if self.versions.is_empty() {
+            &self.nulls
+        } else {
+            &NO_NULLS
         }
     }
 

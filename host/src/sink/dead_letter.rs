@@ -10,11 +10,22 @@
 //! again without its value, with `sluice.value.omitted` giving the value's
 //! size: the record is still at its source offset, and one oversized
 //! record never wedges its partition.
+//!
+//! Null stays null: the dead letter of a tombstone (null value) has a null
+//! value, not an empty one, and a source header whose value was null is
+//! null in every dead letter of that record (from [`Nulls`], kept beside
+//! the record because plugins see those parts as empty). The limit: the
+//! dead letter of an *output* ([`Payload::Output`]: routed to the dead
+//! letter topic, or a row the table refused) carries the output's key and
+//! value, which are whatever the plugin returned and so never null in WIT
+//! `sluice:plugin@0.1.0`: an output of a tombstone is not a tombstone.
+//! (Without plugins the output is the record as read, nulls included: see
+//! [`Work::output_nulls`].)
 
 use rdkafka::message::{Header, OwnedHeaders};
 
-use crate::pipeline::work::Failure;
-use crate::plugin::Input;
+use crate::pipeline::work::{Failure, Nulls, Work};
+use crate::plugin::{Input, Output};
 
 pub const H_TOPIC: &str = "sluice.source.topic";
 pub const H_PARTITION: &str = "sluice.source.partition";
@@ -53,12 +64,41 @@ fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
 /// their versions (see [`crate::pipeline::work::Work::provenance`]).
 pub type Provenance<'a> = Option<(&'a str, &'a str)>;
 
-/// Headers for the dead-letter copy of `record`.
-pub fn headers(record: &Input, failure: &Failure, provenance: Provenance<'_>) -> OwnedHeaders {
+/// What a dead letter carries as its key and value.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    /// The source record's own key and value; a null value stays null.
+    Source,
+    /// An output of the record's plugins, null where
+    /// [`Work::output_nulls`] says.
+    Output {
+        key: Option<&'a [u8]>,
+        value: &'a [u8],
+    },
+}
+
+impl<'a> Payload<'a> {
+    /// The key and value of output `o`.
+    pub fn output(o: &'a Output) -> Self {
+        Payload::Output {
+            key: o.key.as_deref(),
+            value: &o.value,
+        }
+    }
+}
+
+/// Headers for the dead-letter copy of `record`, whose null parts `nulls`
+/// names.
+pub fn headers(
+    record: &Input,
+    nulls: &Nulls,
+    failure: &Failure,
+    provenance: Provenance<'_>,
+) -> OwnedHeaders {
     let mut h = OwnedHeaders::new_with_capacity(record.headers.len() + 9);
     let ours =
         |name: &str| name.starts_with(SLUICE_PREFIX) || provenance.is_some_and(|(p, _)| p == name);
-    for orig in &record.headers {
+    for (i, orig) in record.headers.iter().enumerate() {
         let renamed;
         let key = if ours(&orig.name) {
             renamed = format!("{UPSTREAM_PREFIX}{}", orig.name);
@@ -66,10 +106,8 @@ pub fn headers(record: &Input, failure: &Failure, provenance: Provenance<'_>) ->
         } else {
             &orig.name
         };
-        h = h.insert(Header {
-            key,
-            value: Some(&orig.value),
-        });
+        let value = (!nulls.header(i)).then_some(orig.value.as_slice());
+        h = h.insert(Header { key, value });
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -112,29 +150,38 @@ impl DeadLetterWriter {
         }
     }
 
-    /// Enqueue a dead letter for `record` carrying `payload` (and the
-    /// plugin `versions` that processed it), waiting while
-    /// the producer's queue is full. The returned future resolves on the
+    /// Enqueue a dead letter for `work`'s source record carrying `payload`
+    /// (and the plugin versions that processed it), waiting while the
+    /// producer's queue is full. The returned future resolves on the
     /// broker's acknowledgement.
     pub async fn send(
         &self,
-        record: &Input,
-        key: Option<&[u8]>,
-        payload: &[u8],
+        work: &Work,
+        payload: Payload<'_>,
         failure: &Failure,
-        versions: Option<&str>,
     ) -> Result<rdkafka::producer::DeliveryFuture, rdkafka::error::KafkaError> {
-        let provenance = versions.map(|v| (&*self.version_header, v));
-        let mut rec = rdkafka::producer::FutureRecord::to(&self.topic)
-            .payload(payload)
-            .headers(headers(record, failure, provenance));
+        let record = &work.record;
+        let (key, value) = match payload {
+            Payload::Source => (
+                record.key.as_deref(),
+                (!work.nulls.value).then_some(record.value.as_slice()),
+            ),
+            Payload::Output { key, value } => (key, (!work.output_nulls().value).then_some(value)),
+        };
+        let versions = work.provenance();
+        let provenance = versions.as_deref().map(|v| (&*self.version_header, v));
+        let mut rec = rdkafka::producer::FutureRecord::<[u8], [u8]>::to(&self.topic)
+            .headers(headers(record, &work.nulls, failure, provenance));
+        if let Some(v) = value {
+            rec = rec.payload(v);
+        }
         if let Some(k) = key {
             rec = rec.key(k);
         }
         match super::kafka::enqueue(&self.producer, rec).await {
             Err(e) if super::kafka::refuses_record(&e) => {
-                let omitted = format!("{} bytes: {e}", payload.len());
-                let h = headers(record, failure, provenance).insert(Header {
+                let omitted = format!("{} bytes: {e}", value.map_or(0, <[u8]>::len));
+                let h = headers(record, &work.nulls, failure, provenance).insert(Header {
                     key: H_OMITTED,
                     value: Some(&omitted),
                 });
@@ -192,7 +239,12 @@ mod tests {
             ],
         };
         let failure = Failure::host("route", "no such route".into());
-        let h = headers(&record, &failure, Some(("x-sluice-version", "p@123")));
+        let h = headers(
+            &record,
+            &Nulls::default(),
+            &failure,
+            Some(("x-sluice-version", "p@123")),
+        );
         let all: Vec<(String, Vec<u8>)> = (0..h.count())
             .map(|i| {
                 let x = h.get(i);
@@ -210,5 +262,42 @@ mod tests {
         assert_eq!(get("x-sluice-version"), [b"p@123".as_slice()]);
         assert_eq!(get("x-upstream-x-sluice-version"), [b"forged".as_slice()]);
         assert_eq!(get("trace-id"), [b"abc".as_slice()]);
+    }
+
+    #[test]
+    fn null_header_values_stay_null() {
+        let header = |name: &str, value: &[u8]| crate::plugin::Header {
+            name: name.into(),
+            value: value.to_vec(),
+        };
+        let record = Input {
+            topic: "t".into(),
+            partition: 0,
+            offset: 7,
+            timestamp: None,
+            key: None,
+            value: Vec::new(),
+            headers: vec![
+                header("gone", b""),
+                header("empty", b""),
+                header("sluice.x", b""),
+            ],
+        };
+        let nulls = Nulls {
+            value: true,
+            headers: vec![0, 2],
+        };
+        let failure = Failure::host("route", "no such route".into());
+        let h = headers(&record, &nulls, &failure, None);
+        let got: Vec<(&str, Option<&[u8]>)> =
+            (0..3).map(|i| (h.get(i).key, h.get(i).value)).collect();
+        assert_eq!(
+            got,
+            [
+                ("gone", None),
+                ("empty", Some(b"".as_slice())),
+                ("x-upstream-sluice.x", None)
+            ]
+        );
     }
 }

@@ -19,6 +19,7 @@ pub type Producer = rdkafka::producer::FutureProducer<crate::source::quiet::Quie
 
 use crate::config::kafka::{PropertyBuilder, Security};
 use crate::config::pipeline::{Compression, Partitioning, Pipeline, Route};
+use crate::pipeline::work::Nulls;
 use crate::plugin::Output;
 
 /// A route that produces to a topic.
@@ -119,21 +120,23 @@ impl Producers {
         })
     }
 
-    /// Enqueue `o` on `route`, with the provenance header when plugin
-    /// `versions` made it. Errors are permanent for this output (the
-    /// broker would never take it, e.g. it is too large).
+    /// Enqueue `o` on `route`, with the parts `nulls` names null and the
+    /// provenance header when plugin `versions` made it. Errors are
+    /// permanent for this output (the broker would never take it, e.g. it
+    /// is too large).
     pub async fn send(
         &self,
         route: &TopicRoute,
         o: &Output,
+        nulls: &Nulls,
         source_partition: i32,
         versions: Option<&str>,
     ) -> Result<DeliveryFuture, KafkaError> {
         let mut h = OwnedHeaders::new_with_capacity(o.headers.len() + route.headers.len() + 1);
-        for hd in &o.headers {
+        for (i, hd) in o.headers.iter().enumerate() {
             h = h.insert(Header {
                 key: &hd.name,
-                value: Some(&hd.value),
+                value: (!nulls.header(i)).then_some(hd.value.as_slice()),
             });
         }
         for (k, v) in &route.headers {
@@ -148,9 +151,10 @@ impl Producers {
                 value: Some(v),
             });
         }
-        let mut rec = FutureRecord::to(&route.topic)
-            .payload(o.value.as_slice())
-            .headers(h);
+        let mut rec = FutureRecord::<[u8], [u8]>::to(&route.topic).headers(h);
+        if !nulls.value {
+            rec = rec.payload(o.value.as_slice());
+        }
         if let Some(k) = &route.key {
             rec = rec.key(k.as_bytes());
         } else if let Some(k) = &o.key {

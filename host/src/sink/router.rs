@@ -17,7 +17,7 @@ use rdkafka::producer::DeliveryFuture;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::dead_letter::DeadLetterWriter;
+use super::dead_letter::{DeadLetterWriter, Payload};
 use super::kafka::{Producers, TopicRoute};
 use super::sql::{JobRow, SqlJob, SqlSink};
 use crate::config::pipeline::{DEFAULT_ROUTE, Pipeline};
@@ -144,13 +144,7 @@ impl Router {
                 topic = %work.record.topic, partition = work.record.partition, offset = work.record.offset,
                 kind = f.kind, error = %f.message, "dead-lettering record"
             );
-            let r = &work.record;
-            let provenance = work.provenance();
-            match self
-                .dead_letters
-                .send(r, r.key.as_deref(), &r.value, f, provenance.as_deref())
-                .await
-            {
+            match self.dead_letters.send(&work, Payload::Source, f).await {
                 Ok(ack) => acks.push(ack),
                 Err(e) => {
                     // Nothing after this record may be written or committed
@@ -214,17 +208,13 @@ impl Router {
             match &self.routes[route] {
                 Target::Topic(t) => acks.push(
                     self.producers
-                        .send(t, o, work.record.partition, provenance)
+                        .send(t, o, work.output_nulls(), work.record.partition, provenance)
                         .await?,
                 ),
                 Target::DeadLetter => {
                     let f = Failure::host("routed", format!("plugin routed output to `{route}`"));
                     self.metrics.dead_lettered("routed").increment(1);
-                    acks.push(
-                        self.dead_letters
-                            .send(&work.record, o.key.as_deref(), &o.value, &f, provenance)
-                            .await?,
-                    );
+                    acks.push(self.dead_letters.send(work, Payload::output(o), &f).await?);
                 }
                 Target::Table(t) => {
                     let Some(sql) = &self.sql else { continue };
@@ -239,11 +229,7 @@ impl Router {
                             // goes to the dead-letter topic.
                             let f = Failure::host("sql", msg);
                             self.metrics.dead_lettered("sql").increment(1);
-                            acks.push(
-                                self.dead_letters
-                                    .send(&work.record, o.key.as_deref(), &o.value, &f, provenance)
-                                    .await?,
-                            );
+                            acks.push(self.dead_letters.send(work, Payload::output(o), &f).await?);
                         }
                     }
                 }

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use db::{Db, OffsetWrite, TableRows, Written};
 use row::{TableSpec, Value};
 
-use super::dead_letter::DeadLetterWriter;
+use super::dead_letter::{DeadLetterWriter, Payload};
 use crate::config::pipeline::Pipeline;
 use crate::config::sql::{OnConflict, SqlConfig};
 use crate::pipeline::work::{Failure, Work};
@@ -517,13 +517,7 @@ impl Batcher {
             );
             acks.push(
                 self.dead_letters
-                    .send(
-                        &job.work.record,
-                        output.key.as_deref(),
-                        &output.value,
-                        &f,
-                        job.work.provenance().as_deref(),
-                    )
+                    .send(&job.work, Payload::output(output), &f)
                     .await?,
             );
         }
