@@ -71,6 +71,12 @@ struct RuntimeInner {
 
 impl Runtime {
     pub fn new(opts: RuntimeOptions) -> anyhow::Result<Self> {
+        Self::with_spawn(opts, spawn_thread)
+    }
+
+    /// As [`Runtime::new`], starting the ticker thread with `spawn` (a test
+    /// passes one that fails).
+    fn with_spawn(opts: RuntimeOptions, spawn: Spawn) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -84,7 +90,7 @@ impl Runtime {
         let compat = format!("wasmtime-{}-{:016x}", wasmtime_version(), h.finish());
 
         // Without the ticker no deadline fires: refuse to run plugins at all.
-        spawn_ticker(&engine, opts.tick)
+        spawn_ticker(&engine, opts.tick, spawn)
             .map_err(|e| anyhow::anyhow!("cannot start the epoch ticker thread: {e}; refusing to run plugins without deadlines"))?;
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
@@ -228,9 +234,8 @@ fn check_component_header(bytes: &[u8], path: &Path) -> Result<(), LoadError> {
     }
 }
 
-fn spawn_ticker(engine: &Engine, tick: Duration) -> std::io::Result<()> {
+fn spawn_ticker(engine: &Engine, tick: Duration, spawn: Spawn) -> std::io::Result<()> {
     let weak = engine.weak();
-    let spawn = TICKER_SPAWN.with(|s| s.get());
     spawn(
         std::thread::Builder::new().name("sluice-epoch".into()),
         Box::new(move || {
@@ -251,15 +256,11 @@ fn spawn_ticker(engine: &Engine, tick: Duration) -> std::io::Result<()> {
     )
 }
 
-/// Starts a named thread; a seam so a test can make it fail.
+/// Starts a named thread.
 type Spawn = fn(std::thread::Builder, Box<dyn FnOnce() + Send>) -> std::io::Result<()>;
 
 fn spawn_thread(builder: std::thread::Builder, f: Box<dyn FnOnce() + Send>) -> std::io::Result<()> {
     builder.spawn(f).map(drop)
-}
-
-thread_local! {
-    static TICKER_SPAWN: std::cell::Cell<Spawn> = const { std::cell::Cell::new(spawn_thread) };
 }
 
 /// The wasmtime version this host was built with.
@@ -276,25 +277,18 @@ mod tests {
         fn refuse(_: std::thread::Builder, _: Box<dyn FnOnce() + Send>) -> std::io::Result<()> {
             Err(std::io::Error::other("no threads left"))
         }
-        TICKER_SPAWN.with(|s| s.set(refuse));
-        let err = Runtime::new(RuntimeOptions {
+        let opts = || RuntimeOptions {
             cache_dir: None,
             tick: DEFAULT_TICK,
-        })
-        .err()
-        .expect("a runtime without its ticker is refused");
-        TICKER_SPAWN.with(|s| s.set(spawn_thread));
+        };
+        let err = Runtime::with_spawn(opts(), refuse)
+            .err()
+            .expect("a runtime without its ticker is refused");
         let msg = format!("{err:#}");
         assert!(
             msg.contains("epoch ticker") && msg.contains("no threads left"),
             "{msg}"
         );
-        assert!(
-            Runtime::new(RuntimeOptions {
-                cache_dir: None,
-                tick: DEFAULT_TICK
-            })
-            .is_ok()
-        );
+        assert!(Runtime::with_spawn(opts(), spawn_thread).is_ok());
     }
 }
