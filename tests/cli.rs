@@ -156,7 +156,7 @@ fn inspect_prints_world_and_hash_and_refuses_non_plugins() {
     let o = sluice(&["plugin", "inspect", plugin.to_str().unwrap()]);
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["world"], "sluice:plugin/transform@0.1.0");
+    assert_eq!(v["world"], "sluice:plugin/transform@0.2.0");
     assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
     assert!(
         v["exports"]

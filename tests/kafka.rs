@@ -210,6 +210,54 @@ fn http_get(port: u16, path: &str) -> String {
 }
 
 #[test]
+fn a_trap_inside_a_batch_costs_only_its_record_and_keeps_partition_order() {
+    // `panic` exports `process-batch`: the records below, all waiting
+    // before sluice starts, reach it in batches, two of which trap.
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let t = topics(b, 1);
+    let recs: Vec<(String, Vec<u8>)> = (0..300)
+        .map(|i| {
+            let v = if i == 57 || i == 140 {
+                "panic".to_owned()
+            } else {
+                format!("v{i}")
+            };
+            (format!("k{i:03}"), v.into_bytes())
+        })
+        .collect();
+    b.produce(&t.input, &recs);
+    let file = pipeline_file(dir.path(), b, &t, &common::plugin("panic"), "", "");
+    let mut s = Sluice::run(&file, &dir.path().join("log"));
+    let out = collect(
+        &b.consumer(&t.output),
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        |g| g.len() >= 298,
+    );
+    let dl = collect(
+        &b.consumer(&t.dlq),
+        Duration::from_secs(30),
+        Duration::from_secs(1),
+        |g| g.len() >= 2,
+    );
+    assert!(s.terminate(), "{}", s.log_text());
+    let mut dead = keys(&dl);
+    dead.sort();
+    assert_eq!(dead, ["k057", "k140"]);
+    for d in &dl {
+        assert_eq!(d.header("sluice.error.kind"), Some("trap"));
+    }
+    // Every neighbour of a trapping record passes, once, in order.
+    let expected: Vec<String> = recs
+        .iter()
+        .filter(|(_, v)| v != b"panic")
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert_eq!(keys(&out), expected);
+}
+
+#[test]
 fn traps_and_exhausted_retries_are_dead_lettered_and_the_rest_flows() {
     let b = Broker::shared();
     let dir = tempfile::tempdir().unwrap();

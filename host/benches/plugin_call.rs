@@ -1,5 +1,8 @@
 //! Per-call cost of plugins, measured side by side:
-//! (a) the passthrough plugin on a 1 KiB value with a reused instance,
+//! (a) the passthrough plugin on a 1 KiB value with a reused instance, one
+//!     record per call (`process`), and per record inside `process-batch`
+//!     calls of 64 and of 256 records (each iteration is one whole batch;
+//!     divide by its size),
 //! (b) the same logic in native Rust (the floor),
 //! (c) recipe-parser on a ~100 KB page,
 //! (d) loading a component from the on-disk cache versus compiling it.
@@ -64,6 +67,13 @@ fn benches(c: &mut Criterion) {
     c.bench_function("a_passthrough_plugin_1KiB", |b| {
         b.iter(|| black_box(inst.process(black_box(&one_k)).unwrap()))
     });
+    for n in [64usize, 256] {
+        let records: Vec<Input> = (0..n).map(|_| one_k.clone()).collect();
+        let refs: Vec<&Input> = records.iter().collect();
+        c.bench_function(&format!("a_passthrough_plugin_1KiB_batch_{n}"), |b| {
+            b.iter(|| black_box(inst.process_batch(black_box(&refs)).unwrap()))
+        });
+    }
     c.bench_function("b_passthrough_native_1KiB", |b| {
         b.iter(|| black_box(native_passthrough(black_box(&one_k))))
     });

@@ -28,6 +28,9 @@ pub const SQL_SOURCE_KEYLESS: &str = "sluice_sql_source_keyless_rows_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// How often histogram samples are drained into their buckets.
+const UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Install the Prometheus recorder (once per process) and return its handle.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
     if let Some(h) = HANDLE.get() {
@@ -47,6 +50,18 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         anyhow::bail!("a metrics recorder was already installed");
     }
     let _ = HANDLE.set(handle.clone());
+    // Histogram samples pile up until upkeep drains them into buckets;
+    // without a scrape (or with no `[metrics]` endpoint at all) nothing
+    // else would, and memory would grow with every plugin call.
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP);
+                upkeep.run_upkeep();
+            }
+        })?;
     Ok(handle)
 }
 

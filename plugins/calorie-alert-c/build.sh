@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(realpath -m "${1:-$here/$(basename "$here").wasm}")
 T="${SLUICE_TOOLCHAINS:-$HOME/.cache/sluice/toolchains}"
-wit="$here/wit"; [ -d "$wit" ] || wit="$here/../../wit"
+wit="$here/wit"; [ -d "$wit" ] || wit="$here/../../wit/0.1.0"
 how="run \`just toolchains\` (or see .ci/install-toolchains)"
 command -v clang-22 >/dev/null || { echo "clang-22 is missing: $how (apt-get install -y clang-22 lld-22 libclang-rt-22-dev-wasm32 wasi-libc)" >&2; exit 1; }
 for f in "$T/cargo/bin/wit-bindgen" "$T/cargo/bin/wasm-tools" "$T/wasi_snapshot_preview1.reactor.wasm"; do

@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(realpath -m "${1:-$here/$(basename "$here").wasm}")
 T="${SLUICE_TOOLCHAINS:-$HOME/.cache/sluice/toolchains}"
-wit="$here/wit"; [ -d "$wit" ] || wit="$here/../../wit"
+wit="$here/wit"; [ -d "$wit" ] || wit="$here/../../wit/0.1.0"
 cjs="$T/node/node_modules/.bin/componentize-js"
 [ -x "$cjs" ] || { echo "$cjs is missing: run \`just toolchains\` (or: npm install --prefix $T/node @bytecodealliance/componentize-js@0.23.0)" >&2; exit 1; }
 cd "$here"

@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(realpath -m "${1:-$here/$(basename "$here").wasm}")
 T="${SLUICE_TOOLCHAINS:-$HOME/.cache/sluice/toolchains}"
-wit="$here/wit"; [ -d "$wit" ] || wit="$here/../../wit"
+wit="$here/wit"; [ -d "$wit" ] || wit="$here/../../wit/0.1.0"
 cpy="$T/venv/bin/componentize-py"
 [ -x "$cpy" ] || { echo "$cpy is missing: run \`just toolchains\` (or: python3 -m venv $T/venv && $T/venv/bin/pip install componentize-py==0.25.1)" >&2; exit 1; }
 cd "$here"

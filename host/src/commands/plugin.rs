@@ -282,7 +282,10 @@ pub fn inspect(runtime: &Runtime, path: &Path) -> anyhow::Result<()> {
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
     let report = json!({
         "path": path.display().to_string(),
-        "world": crate::plugin::bindings::WORLD,
+        "world": match plugin.wit_version() {
+            "0.1.0" => crate::plugin::bindings::WORLD_0_1,
+            _ => crate::plugin::bindings::WORLD,
+        },
         "sha256": plugin.hash(),
         "imports": imports,
         "exports": exports,

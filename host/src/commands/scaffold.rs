@@ -7,8 +7,9 @@
 //!   refused with the problem named.
 //! - An existing file or directory at the target path is never touched:
 //!   the command refuses before writing anything.
-//! - Every scaffold holds a copy of the host's `wit/plugin.wit` under
-//!   `wit/`, a `build.sh` that writes `NAME.wasm`, and a README; the
+//! - Every scaffold holds a copy of the WIT it is built against under
+//!   `wit/` (Rust: the host's `wit/plugin.wit`, 0.2.0 with
+//!   `process-batch`; the other languages: `wit/0.1.0/plugin.wit`), a `build.sh` that writes `NAME.wasm`, and a README; the
 //!   plugin passes records through, fails empty ones as `invalid` and
 //!   refuses unknown parameters, and `sluice plugin run` accepts its build.
 //! - The Rust scaffold is its own Cargo workspace, so it builds even when
@@ -21,8 +22,21 @@ use anyhow::Context as _;
 use super::usage;
 use crate::cli::{PluginLang, PluginNewArgs};
 
-/// The WIT every scaffold is built against: the host's own.
+/// The WIT a Rust scaffold is built against: the host's own, with the
+/// batch export (`sluice:plugin@0.2.0`).
 const WIT: &str = include_str!("../../../wit/plugin.wit");
+
+/// The WIT the other languages' scaffolds are built against: 0.1.0, one
+/// record per call (their templates do not export `process-batch` yet).
+const WIT_0_1: &str = include_str!("../../../wit/0.1.0/plugin.wit");
+
+/// The WIT a scaffold in `lang` is built against.
+fn wit_for(lang: PluginLang) -> &'static str {
+    match lang {
+        PluginLang::Rust => WIT,
+        _ => WIT_0_1,
+    }
+}
 
 /// One file of a template: path inside the project, contents, executable.
 type TemplateFile = (&'static str, &'static str, bool);
@@ -186,7 +200,7 @@ pub fn scaffold(name: &str, lang: PluginLang, dir: &Path) -> anyhow::Result<Vec<
         .iter()
         .map(|(path, body, exec)| (*path, fill(body), *exec))
         .collect();
-    files.push(("wit/plugin.wit", WIT.to_owned(), false));
+    files.push(("wit/plugin.wit", wit_for(lang).to_owned(), false));
 
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut written = Vec::new();
@@ -304,7 +318,7 @@ mod tests {
             assert!(files.contains(&PathBuf::from("build.sh")));
             assert_eq!(
                 std::fs::read_to_string(dir.join("wit/plugin.wit")).unwrap(),
-                WIT
+                wit_for(lang)
             );
             for f in &files {
                 let body = std::fs::read_to_string(dir.join(f)).unwrap();

@@ -1,6 +1,10 @@
 //! The consume loop: reads records from the source consumer, claims each
 //! newly assigned partition in exactly-once mode, and hands records to the
-//! first stage (or the sink).
+//! first stage (or the sink) in batches.
+//!
+//! Batches: after each wake-up the loop takes every record that is already
+//! fetched, up to [`MAX_BATCH`], and hands each lane of the first stage one
+//! batch. It never waits for a batch to fill: a lone record goes on alone.
 //!
 //! Promise: backpressure never stops the poll for long. A partition whose
 //! `max_in_flight` records stay in flight for [`BRIEF`] is paused
@@ -20,6 +24,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use rdkafka::Message as _;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::Consumer as _;
@@ -28,10 +33,10 @@ use tokio::sync::{OwnedSemaphorePermit, TryAcquireError, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::stage::{Next, lane};
-use super::work::{Nulls, Work};
 use crate::config::pipeline::Pipeline;
 use crate::metrics::PipelineMetrics;
 use crate::plugin::{Header, Input};
+use crate::record::{Batch, Nulls, Work};
 use crate::sink::sql::SqlSink;
 use crate::source::kafka::{PartitionKey, SourceConsumer, Trackers};
 use crate::source::offsets::PartitionTracker;
@@ -40,6 +45,9 @@ use crate::source::offsets::PartitionTracker;
 /// before it pauses instead: far below `max.poll.interval.ms`, and long
 /// enough that a busy but flowing pipeline never pauses.
 const BRIEF: Duration = Duration::from_millis(200);
+
+/// Most records taken per wake-up, across all partitions.
+pub const MAX_BATCH: usize = 256;
 
 /// A record as read: the plugin input and which of its parts were null.
 type Read = (Input, Nulls);
@@ -64,54 +72,98 @@ pub struct Intake<'a> {
     pub cancel: &'a CancellationToken,
 }
 
+/// The loop's own state, passed by `&mut` (it never leaves the loop).
+struct Loop {
+    held: HashMap<PartitionKey, Held>,
+    wake_tx: mpsc::UnboundedSender<Wake>,
+    /// Records read while every partition was paused on a full stage
+    /// queue, to hand on before reading more.
+    backlog: VecDeque<(Read, Arc<PartitionTracker>)>,
+    /// The batch being filled for each lane of the first stage.
+    out: Vec<Batch>,
+    /// Records in `out`.
+    filled: usize,
+    /// The trackers of partitions seen lately, looked up without the
+    /// shared map's lock.
+    seen: Vec<Arc<PartitionTracker>>,
+}
+
 impl Intake<'_> {
     /// Read records and hand them on until cancelled.
     pub async fn run(self) -> anyhow::Result<()> {
         let mut last_error: Option<String> = None;
-        let mut held: HashMap<PartitionKey, Held> = HashMap::new();
         let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<Wake>();
-        // Records read while every partition was paused on a full stage
-        // queue, to hand on before reading more.
-        let mut backlog: VecDeque<(Read, Arc<PartitionTracker>)> = VecDeque::new();
+        let lanes = match &self.first {
+            Next::Stage(txs) => txs.len(),
+            Next::Sink(_) => 1,
+        };
+        let mut st = Loop {
+            held: HashMap::new(),
+            wake_tx,
+            backlog: VecDeque::new(),
+            out: (0..lanes).map(|_| Vec::new()).collect(),
+            filled: 0,
+            seen: Vec::new(),
+        };
         loop {
-            if let Some((record, tracker)) = backlog.pop_front() {
-                self.admit(record, tracker, &mut held, &wake_tx, &mut backlog)
-                    .await?;
+            while let Some((record, tracker)) = st.backlog.pop_front() {
+                self.admit(record, tracker, &mut st).await?;
+                if st.filled >= MAX_BATCH {
+                    self.flush(&mut st).await?;
+                }
+            }
+            self.flush(&mut st).await?;
+            if !st.backlog.is_empty() {
                 continue;
             }
             let msg = tokio::select! {
                 _ = self.cancel.cancelled() => return Ok(()),
                 Some((tracker, permit)) = wake_rx.recv() => {
-                    self.wake(tracker, permit, &mut held, &wake_tx, &mut backlog).await?;
+                    self.wake(tracker, permit, &mut st).await?;
                     continue;
                 }
                 m = self.consumer.recv() => m,
             };
-            let msg = match msg {
-                Ok(m) => {
-                    if let Some(e) = last_error.take() {
-                        tracing::info!(pipeline = %self.p.name, after = %e, "consuming again");
-                    }
-                    m
+            self.read_one(msg, &mut last_error, &mut st).await?;
+            // Take what is already fetched, without waiting for more.
+            while st.filled < MAX_BATCH && st.backlog.is_empty() {
+                match self.consumer.recv().now_or_never() {
+                    Some(msg) => self.read_one(msg, &mut last_error, &mut st).await?,
+                    None => break,
                 }
-                Err(e) => {
-                    // Once per distinct error until records flow again: an
-                    // unreachable broker repeats the same one many times a
-                    // second.
-                    let text = e.to_string();
-                    if last_error.as_deref() != Some(text.as_str()) {
-                        tracing::warn!(pipeline = %self.p.name, error = %text, "consumer error (logged once until it changes)");
-                        last_error = Some(text);
-                    }
-                    continue;
-                }
-            };
-            let Some((record, tracker)) = self.take(msg).await? else {
-                continue;
-            };
-            self.admit(record, tracker, &mut held, &wake_tx, &mut backlog)
-                .await?;
+            }
         }
+    }
+
+    async fn read_one(
+        &self,
+        msg: Result<BorrowedMessage<'_>, rdkafka::error::KafkaError>,
+        last_error: &mut Option<String>,
+        st: &mut Loop,
+    ) -> anyhow::Result<()> {
+        let msg = match msg {
+            Ok(m) => {
+                if let Some(e) = last_error.take() {
+                    tracing::info!(pipeline = %self.p.name, after = %e, "consuming again");
+                }
+                m
+            }
+            Err(e) => {
+                // Once per distinct error until records flow again: an
+                // unreachable broker repeats the same one many times a
+                // second.
+                let text = e.to_string();
+                if last_error.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(pipeline = %self.p.name, error = %text, "consumer error (logged once until it changes)");
+                    *last_error = Some(text);
+                }
+                return Ok(());
+            }
+        };
+        let Some((record, tracker)) = self.take(msg, &mut st.seen).await? else {
+            return Ok(());
+        };
+        self.admit(record, tracker, st).await
     }
 
     /// Turn a message into a record for its partition's tracker, claiming
@@ -120,11 +172,25 @@ impl Intake<'_> {
     async fn take(
         &self,
         msg: BorrowedMessage<'_>,
+        seen: &mut Vec<Arc<PartitionTracker>>,
     ) -> anyhow::Result<Option<(Read, Arc<PartitionTracker>)>> {
-        let max_in_flight = self.p.source.max_in_flight;
-        let (tracker, fresh) = self
-            .trackers
-            .get(msg.topic(), msg.partition(), max_in_flight);
+        let (topic, partition) = (msg.topic(), msg.partition());
+        let cached = seen
+            .iter()
+            .find(|t| t.partition == partition && &*t.topic == topic && !t.is_revoked())
+            .cloned();
+        let (tracker, fresh) = match cached {
+            Some(t) => (t, false),
+            None => {
+                let max_in_flight = self.p.source.max_in_flight;
+                let (t, fresh) = self.trackers.get(topic, partition, max_in_flight);
+                seen.retain(|s| {
+                    !s.is_revoked() && !(s.partition == partition && &*s.topic == topic)
+                });
+                seen.push(t.clone());
+                (t, fresh)
+            }
+        };
         if fresh && let Some(sql) = self.exactly_once {
             // A new assignment: claim the partition in the database, which,
             // not Kafka, knows how far it got.
@@ -146,19 +212,17 @@ impl Intake<'_> {
         Ok(Some((read(&msg), tracker)))
     }
 
-    /// Hand a record on if its partition has a permit free; otherwise hold
-    /// it and pause the partition.
+    /// Put a record in its lane's batch if its partition has a permit
+    /// free; otherwise hold it and pause the partition.
     async fn admit(
         &self,
         record: Read,
         tracker: Arc<PartitionTracker>,
-        held: &mut HashMap<PartitionKey, Held>,
-        wake_tx: &mpsc::UnboundedSender<Wake>,
-        backlog: &mut VecDeque<(Read, Arc<PartitionTracker>)>,
+        st: &mut Loop,
     ) -> anyhow::Result<()> {
-        if !held.is_empty() {
+        if !st.held.is_empty() {
             let key = (tracker.topic.clone(), tracker.partition);
-            if let Some(h) = held.get_mut(&key) {
+            if let Some(h) = st.held.get_mut(&key) {
                 if Arc::ptr_eq(&h.tracker, &tracker) {
                     // Behind held records of its partition: keep the order.
                     h.records.push_back(record);
@@ -166,34 +230,41 @@ impl Intake<'_> {
                 }
                 // Held for an assignment that is over: those records are
                 // read again by whoever owns the partition now.
-                held.remove(&key);
+                st.held.remove(&key);
             }
         }
         match tracker.permits.clone().try_acquire_owned() {
-            Ok(permit) => self.hand_on(record, tracker, permit, held, backlog).await,
+            Ok(permit) => {
+                self.hand_on(record, tracker, permit, st);
+                Ok(())
+            }
             // Revoked: the record is read again by the partition's new owner.
             Err(TryAcquireError::Closed) => Ok(()),
             Err(TryAcquireError::NoPermits) => {
+                // What is batched so far may be what holds the permits:
+                // hand it on before waiting.
+                self.flush(st).await?;
                 // A permit usually frees within moments, and a pause costs a
                 // fetch round trip on resume: wait a little first.
                 let soon = tokio::time::timeout(BRIEF, tracker.permits.clone().acquire_owned());
                 match soon.await {
                     Ok(Ok(permit)) => {
-                        return self.hand_on(record, tracker, permit, held, backlog).await;
+                        self.hand_on(record, tracker, permit, st);
+                        return Ok(());
                     }
                     Ok(Err(_)) => return Ok(()),
                     Err(_) => {}
                 }
                 self.pause(&tracker);
                 let key = (tracker.topic.clone(), tracker.partition);
-                held.insert(
+                st.held.insert(
                     key,
                     Held {
                         tracker: tracker.clone(),
                         records: VecDeque::from([record]),
                     },
                 );
-                wait_for_permit(tracker, wake_tx.clone());
+                wait_for_permit(tracker, st.wake_tx.clone());
                 Ok(())
             }
         }
@@ -205,12 +276,11 @@ impl Intake<'_> {
         &self,
         tracker: Arc<PartitionTracker>,
         permit: Option<OwnedSemaphorePermit>,
-        held: &mut HashMap<PartitionKey, Held>,
-        wake_tx: &mpsc::UnboundedSender<Wake>,
-        backlog: &mut VecDeque<(Read, Arc<PartitionTracker>)>,
+        st: &mut Loop,
     ) -> anyhow::Result<()> {
         let key = (tracker.topic.clone(), tracker.partition);
-        if !held
+        if !st
+            .held
             .get(&key)
             .is_some_and(|h| Arc::ptr_eq(&h.tracker, &tracker))
         {
@@ -218,33 +288,35 @@ impl Intake<'_> {
         }
         let Some(mut permit) = permit else {
             // Revoked: what it held is read again by its new owner.
-            held.remove(&key);
+            st.held.remove(&key);
             return Ok(());
         };
         loop {
-            let Some(h) = held.get_mut(&key) else {
+            let Some(h) = st.held.get_mut(&key) else {
                 return Ok(());
             };
             let Some(record) = h.records.pop_front() else {
-                held.remove(&key);
+                st.held.remove(&key);
                 self.resume(&tracker);
                 return Ok(());
             };
-            self.hand_on(record, tracker.clone(), permit, held, backlog)
-                .await?;
+            self.hand_on(record, tracker.clone(), permit, st);
+            if st.filled >= MAX_BATCH {
+                self.flush(st).await?;
+            }
             match tracker.permits.clone().try_acquire_owned() {
                 Ok(p) => permit = p,
                 Err(TryAcquireError::Closed) => {
-                    held.remove(&key);
+                    st.held.remove(&key);
                     return Ok(());
                 }
                 Err(TryAcquireError::NoPermits) => {
-                    let empty = held.get(&key).is_none_or(|h| h.records.is_empty());
+                    let empty = st.held.get(&key).is_none_or(|h| h.records.is_empty());
                     if empty {
-                        held.remove(&key);
+                        st.held.remove(&key);
                         self.resume(&tracker);
                     } else {
-                        wait_for_permit(tracker, wake_tx.clone());
+                        wait_for_permit(tracker, st.wake_tx.clone());
                     }
                     return Ok(());
                 }
@@ -252,46 +324,87 @@ impl Intake<'_> {
         }
     }
 
-    /// Send a record to the first stage. When that stage's queue is full,
-    /// pause every partition and keep polling until there is room; records
-    /// that arrive meanwhile go to `backlog`. Partitions in `held` stay
-    /// paused afterwards.
-    async fn hand_on(
+    /// Add a record, with its permit, to its lane's batch. Consecutive
+    /// records of one partition share the first one's permit.
+    fn hand_on(
         &self,
         (record, nulls): Read,
         tracker: Arc<PartitionTracker>,
         permit: OwnedSemaphorePermit,
-        held: &HashMap<PartitionKey, Held>,
-        backlog: &mut VecDeque<(Read, Arc<PartitionTracker>)>,
-    ) -> anyhow::Result<()> {
-        self.metrics.records_in.increment(1);
-        tracker.begin(record.offset);
-        let mut work = Work::new(record, nulls, tracker, permit);
-        let tx = match &self.first {
-            Next::Stage(txs) => &txs[lane(work.record.partition, txs.len())],
-            Next::Sink(tx) => {
-                let output = crate::plugin::Output {
-                    route: None,
-                    key: work.record.key.clone(),
-                    value: work.record.value.clone(),
-                    headers: work.record.headers.clone(),
-                };
-                work.routed.push(output);
-                tx
+        st: &mut Loop,
+    ) {
+        let l = lane(record.partition, st.out.len());
+        let batch = &mut st.out[l];
+        let mut permit = Some(permit);
+        for w in batch.iter_mut().rev() {
+            if !Arc::ptr_eq(&w.tracker, &tracker) {
+                break;
             }
-        };
-        let work = match tx.try_send(work) {
+            if let Some(held) = &mut w.permit {
+                if let Some(p) = permit.take() {
+                    held.merge(p);
+                }
+                break;
+            }
+        }
+        let mut work = Work::new(record, nulls, tracker, permit);
+        if let Next::Sink(_) = &self.first {
+            // No plugins: the record itself is the one output.
+            let output = crate::plugin::Output {
+                route: None,
+                key: work.record.key.clone(),
+                value: work.record.value.clone(),
+                headers: work.record.headers.clone(),
+            };
+            work.routed.push(output);
+        }
+        batch.push(work);
+        st.filled += 1;
+    }
+
+    /// Send each lane its batch. When a stage's queue is full, pause every
+    /// partition and keep polling until there is room; records that arrive
+    /// meanwhile go to the backlog. Partitions in `held` stay paused
+    /// afterwards.
+    async fn flush(&self, st: &mut Loop) -> anyhow::Result<()> {
+        if st.filled == 0 {
+            return Ok(());
+        }
+        self.metrics.records_in.increment(st.filled as u64);
+        st.filled = 0;
+        for l in 0..st.out.len() {
+            let batch = std::mem::take(&mut st.out[l]);
+            if batch.is_empty() {
+                continue;
+            }
+            begin(&batch);
+            let tx = match &self.first {
+                Next::Stage(txs) => &txs[l],
+                Next::Sink(tx) => tx,
+            };
+            self.send(tx, batch, st).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        tx: &mpsc::Sender<Batch>,
+        batch: Batch,
+        st: &mut Loop,
+    ) -> anyhow::Result<()> {
+        let batch = match tx.try_send(batch) {
             Ok(()) => return Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 anyhow::bail!("pipeline stages stopped unexpectedly")
             }
-            Err(mpsc::error::TrySendError::Full(work)) => work,
+            Err(mpsc::error::TrySendError::Full(batch)) => batch,
         };
         // The stage usually takes it within moments: wait a little before
         // pausing everything.
         match tokio::time::timeout(BRIEF, tx.reserve()).await {
             Ok(Ok(room)) => {
-                room.send(work);
+                room.send(batch);
                 return Ok(());
             }
             Ok(Err(_)) => anyhow::bail!("pipeline stages stopped unexpectedly"),
@@ -301,17 +414,17 @@ impl Intake<'_> {
         let _ = self.consumer.pause(&assignment);
         let sent = loop {
             tokio::select! {
-                room = tx.reserve() => break room.map(|r| r.send(work)),
+                room = tx.reserve() => break room.map(|r| r.send(batch)),
                 _ = self.cancel.cancelled() => {
-                    // Shutting down: the record is abandoned, read again.
+                    // Shutting down: the batch is abandoned, read again.
                     break Ok(());
                 }
                 m = self.consumer.recv() => {
                     // Fetched before the pause took hold, or a rebalance.
                     if let Ok(msg) = m
-                        && let Some(taken) = self.take(msg).await?
+                        && let Some(taken) = self.take(msg, &mut st.seen).await?
                     {
-                        backlog.push_back(taken);
+                        st.backlog.push_back(taken);
                     }
                 }
             }
@@ -319,7 +432,7 @@ impl Intake<'_> {
         let mut flowing = TopicPartitionList::new();
         for e in assignment.elements() {
             let key = (Arc::<str>::from(e.topic()), e.partition());
-            if !held.contains_key(&key) {
+            if !st.held.contains_key(&key) {
                 flowing.add_partition(e.topic(), e.partition());
             }
         }
@@ -341,6 +454,22 @@ impl Intake<'_> {
         if let Err(e) = self.consumer.resume(&tpl) {
             tracing::debug!(topic = %tracker.topic, partition = tracker.partition, error = %e, "resume");
         }
+    }
+}
+
+/// Register a batch's offsets with their trackers, one lock per run of
+/// one partition's records.
+fn begin(batch: &[Work]) {
+    let mut rest = batch;
+    while let Some(first) = rest.first() {
+        let n = rest
+            .iter()
+            .take_while(|w| Arc::ptr_eq(&w.tracker, &first.tracker))
+            .count();
+        first
+            .tracker
+            .begin_all(rest[..n].iter().map(|w| w.record.offset));
+        rest = &rest[n..];
     }
 }
 

@@ -1,9 +1,10 @@
 //! The pipeline runtime: consume ([`intake`]) → plugin stages → sinks →
-//! acknowledge → store offset.
+//! acknowledge → store offset, a batch at a time at every hand-off.
 //!
 //! When an offset may be committed: a record's offset is stored only after
 //! the sink has acknowledged every output of that record and of every
-//! earlier record of its partition (see [`crate::source::offsets`]). On
+//! earlier record of its partition (the rule is [`crate::source::offsets`]'s;
+//! [`crate::source::kafka::finish`] applies it once per batch). On
 //! shutdown the order is: stop polling, drain the stages, wait for every
 //! delivery, store the offsets that finished, commit synchronously. A fatal
 //! produce error stops the pipeline without storing the offset of the
@@ -11,7 +12,6 @@
 
 pub mod intake;
 pub mod stage;
-pub mod work;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,14 +28,14 @@ use tokio_util::sync::CancellationToken;
 use crate::config::pipeline::{File, Pipeline};
 use crate::metrics::PipelineMetrics;
 use crate::plugin::Runtime;
+use crate::record::Batch;
 use crate::sink::router::Router;
 use crate::source::kafka::{SourceConsumer, SourceContext, Trackers};
 use crate::swap::{PluginSlot, Reloader, Version};
 use stage::{Next, Stage};
-use work::Work;
 
-/// Capacity of each stage's input channel.
-const STAGE_QUEUE: usize = 256;
+/// Capacity of each stage's input channel, in batches.
+const STAGE_QUEUE: usize = 64;
 /// How long shutdown waits for outstanding deliveries.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -204,13 +204,13 @@ pub async fn run_pipeline(
 
     // Stages are built back to front, each knowing where to send its work.
     let stopping = Arc::new(AtomicBool::new(false));
-    let (sink_tx, sink_rx) = mpsc::channel::<Work>(STAGE_QUEUE);
+    let (sink_tx, sink_rx) = mpsc::channel::<Batch>(STAGE_QUEUE);
     let mut next = Next::Sink(sink_tx.clone());
     let mut threads = Vec::new();
     for (index, (pc, slot)) in p.plugins.iter().zip(&chain).enumerate().rev() {
         let mut txs = Vec::new();
         for w in 0..pc.workers {
-            let (tx, rx) = mpsc::channel::<Work>(STAGE_QUEUE);
+            let (tx, rx) = mpsc::channel::<Batch>(STAGE_QUEUE);
             txs.push(tx);
             let version = slot.current();
             let instance = version.instance()?;
@@ -225,11 +225,11 @@ pub async fn run_pipeline(
                 metrics: metrics.plugin(&slot.name),
                 pipeline: metrics.clone(),
                 stopping: stopping.clone(),
+                counts: (0, 0),
+                slept: Duration::ZERO,
+                batch_size: stage::MAX_CALL_BATCH,
             };
-            let next = match &next {
-                Next::Stage(v) => Next::Stage(v.clone()),
-                Next::Sink(s) => Next::Sink(s.clone()),
-            };
+            let next = next.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("{}-{}-{w}", p.name, slot.name))
@@ -288,58 +288,26 @@ pub async fn run_pipeline(
     sunk.and(batched).and(consumed)
 }
 
-/// Dispatch finished work to the sink and store offsets as deliveries are
-/// acknowledged.
+/// Dispatch finished batches to the sink, and finish their records (which
+/// stores their offsets) as their writes are acknowledged.
 async fn sink_loop(
-    mut sink: Router,
-    mut rx: mpsc::Receiver<Work>,
+    sink: Router,
+    mut rx: mpsc::Receiver<Batch>,
     consumer: Arc<SourceConsumer>,
     metrics: PipelineMetrics,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    let mut sink = sink;
     let mut inflight = FuturesUnordered::new();
     let mut open = true;
-    let store = |t: &crate::source::offsets::PartitionTracker, offset: i64| {
-        match consumer.store_offset(&t.topic, t.partition, offset) {
-            Ok(()) => metrics.offsets_stored.increment(1),
-            // The partition was revoked in between: its new owner re-reads.
-            Err(e) => {
-                tracing::debug!(topic = %t.topic, partition = t.partition, error = %e, "offset not stored")
-            }
-        }
-    };
-    let finish = |work: Work| {
-        // Handed back unwritten (its partition moved or halted): it is read
-        // again, so it must not finish.
-        if work.abandoned {
-            return;
-        }
-        if let Some(offset) = work.tracker.finish(work.record.offset) {
-            store(&work.tracker, offset);
-        }
-    };
     let result = loop {
         tokio::select! {
-            w = rx.recv(), if open => match w {
-                Some(work) if work.abandoned || work.tracker.is_revoked() || work.tracker.halts(work.record.offset) => {
-                    // An abandoned record is read again, so nothing after it
-                    // in its partition may be written or committed either.
-                    if work.abandoned {
-                        work.tracker.halt(work.record.offset);
-                    }
-                    drop(work)
-                }
-                Some(work) => {
-                    let tracker = work.tracker.clone();
-                    let offset = work.record.offset;
-                    match sink.dispatch(work).await {
-                        Some(fut) => inflight.push(fut),
-                        // Filtered: nothing to wait for.
-                        None => {
-                            if let Some(o) = tracker.finish(offset) {
-                                store(&tracker, o);
-                            }
-                        }
+            b = rx.recv(), if open => match b {
+                Some(batch) => {
+                    let batch = writable(batch);
+                    if !batch.is_empty() {
+                        let delivery = sink.dispatch(batch).await;
+                        inflight.push(delivery);
                     }
                 }
                 None => {
@@ -350,7 +318,7 @@ async fn sink_loop(
                 }
             },
             Some(done) = inflight.next() => match done {
-                Ok(work) => finish(work),
+                Ok(batch) => crate::source::kafka::finish(&consumer, &batch, &metrics),
                 Err(e) => break Err(e),
             },
             else => break Ok(()),
@@ -366,4 +334,20 @@ async fn sink_loop(
         tracing::warn!(error = %e, "producer flush on shutdown");
     }
     result
+}
+
+/// The records of `batch` that may still be written. An abandoned record
+/// is read again, so it halts its partition: nothing after it is written
+/// or committed in this assignment. A revoked partition's records are read
+/// again by its new owner.
+fn writable(batch: Batch) -> Batch {
+    let mut keep = batch;
+    keep.retain(|work| {
+        if work.abandoned {
+            work.tracker.halt(work.record.offset);
+            return false;
+        }
+        !work.tracker.is_revoked() && !work.tracker.halts(work.record.offset)
+    });
+    keep
 }

@@ -1,5 +1,7 @@
 //! Plugin stages: each plugin in a chain runs on its own worker threads,
 //! each owning one plugin instance (one Store, reused for every record).
+//! Work arrives and leaves in batches ([`Batch`]): one channel hand-off,
+//! one wake-up and one metrics update per batch, not per record.
 //!
 //! Promise: all records of one partition go through the same worker of each
 //! stage, in order, so order within a partition is kept end to end. A
@@ -9,7 +11,14 @@
 //! here); any other failure marks the record for the dead-letter topic and
 //! skips the remaining stages.
 //!
-//! Hot swap: a worker looks at its plugin slot before each record, never
+//! Batches: a plugin built against `sluice:plugin@0.2.0` gets a stage's
+//! batch in `process-batch` calls; a 0.1.0 plugin one record per call.
+//! Either way each record's outcome is handled as if it ran alone: a
+//! failed batch call (a trap, a deadline) is replayed record by record on
+//! a fresh instance, so only the record that fails is dead-lettered, and
+//! order within each partition holds.
+//!
+//! Hot swap: a worker looks at its plugin slot before each batch, never
 //! during one, and switches to a newly published version there. A record,
 //! retries included, is processed by one version only, and each partition
 //! switches once, between two of its offsets. A worker that cannot start
@@ -22,28 +31,41 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::work::{Failure, Work};
 use crate::config::pipeline::RetryConfig;
 use crate::metrics::{PipelineMetrics, PluginMetrics};
-use crate::plugin::{Input, Instance, Output, PluginError, output_bytes};
+use crate::plugin::{Input, Instance, Outcome, Output, PluginError, output_bytes};
+use crate::record::{Batch, Failure, Work};
 use crate::source::offsets::PartitionTracker;
 use crate::swap::{PluginSlot, Version};
 
 /// Where a stage sends finished work.
+#[derive(Clone)]
 pub enum Next {
     /// The next stage's workers; the partition picks one.
-    Stage(Vec<mpsc::Sender<Work>>),
+    Stage(Vec<mpsc::Sender<Batch>>),
     /// The sink.
-    Sink(mpsc::Sender<Work>),
+    Sink(mpsc::Sender<Batch>),
 }
 
 impl Next {
-    fn send(&self, work: Work) -> Result<(), ()> {
-        let tx = match self {
-            Next::Stage(txs) => &txs[lane(work.record.partition, txs.len())],
-            Next::Sink(tx) => tx,
+    /// Hand a batch on, split by lane when the next stage has several
+    /// workers (each partition's records stay together and in order).
+    fn send(&self, batch: Batch) -> Result<(), ()> {
+        let txs = match self {
+            Next::Stage(txs) if txs.len() > 1 => txs,
+            Next::Stage(txs) => return txs[0].blocking_send(batch).map_err(|_| ()),
+            Next::Sink(tx) => return tx.blocking_send(batch).map_err(|_| ()),
         };
-        tx.blocking_send(work).map_err(|_| ())
+        let mut lanes: Vec<Batch> = (0..txs.len()).map(|_| Vec::new()).collect();
+        for work in batch {
+            lanes[lane(work.record.partition, txs.len())].push(work);
+        }
+        for (tx, batch) in txs.iter().zip(lanes) {
+            if !batch.is_empty() {
+                tx.blocking_send(batch).map_err(|_| ())?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -70,27 +92,65 @@ pub struct Stage {
     pub metrics: PluginMetrics,
     pub pipeline: PipelineMetrics,
     pub stopping: Arc<AtomicBool>,
+    /// Calls and failed calls of `version` not yet added to its counters
+    /// (they are added once per batch).
+    pub counts: (u64, u64),
+    /// Time spent in retry backoffs during the current batch (not call
+    /// time).
+    pub slept: Duration,
+    /// Most records per `process-batch` call, adapted to the plugin's
+    /// speed (see [`Stage::call_batch`]).
+    pub batch_size: usize,
 }
+
+/// Most records in one `process-batch` call.
+pub const MAX_CALL_BATCH: usize = 256;
 
 impl Stage {
     /// The worker loop; returns when the input channel closes.
-    pub fn run(mut self, mut rx: mpsc::Receiver<Work>, next: Next) {
-        while let Some(mut work) = rx.blocking_recv() {
-            // The partition moved to another member: its new owner reads
-            // this record again, so it must not be processed here too.
-            if work.tracker.is_revoked() {
-                work.abandoned = true;
+    pub fn run(mut self, mut rx: mpsc::Receiver<Batch>, next: Next) {
+        while let Some(mut batch) = rx.blocking_recv() {
+            let started = Instant::now();
+            let calls_before = self.counts.0;
+            for work in &mut batch {
+                // The partition moved to another member: its new owner
+                // reads this record again, so it must not be processed
+                // here too.
+                if work.tracker.is_revoked() {
+                    work.abandoned = true;
+                }
             }
-            if work.failure.is_none() && !work.abandoned {
+            if batch.iter().any(|w| w.failure.is_none() && !w.abandoned) {
                 self.follow_slot();
-                work.versions.push(self.version.tag.clone());
-                self.process(&mut work);
+                self.process(&mut batch);
             }
-            if next.send(work).is_err() {
+            let calls = self.counts.0 - calls_before;
+            if calls > 0 {
+                // The batch's mean call time, once per call: one histogram
+                // update per batch.
+                let busy = started
+                    .elapsed()
+                    .saturating_sub(std::mem::take(&mut self.slept));
+                let mean = busy.as_secs_f64() / calls as f64;
+                self.metrics.call_seconds.record_many(mean, calls as usize);
+            }
+            self.add_counts();
+            if next.send(batch).is_err() {
                 // The downstream side is gone: the pipeline is stopping and
                 // unsent work is simply not committed.
                 return;
             }
+        }
+    }
+
+    /// Add the calls counted since the last time to the running version.
+    fn add_counts(&mut self) {
+        let (calls, errors) = std::mem::take(&mut self.counts);
+        if calls > 0 {
+            self.version.calls.fetch_add(calls, Ordering::Relaxed);
+        }
+        if errors > 0 {
+            self.version.errors.fetch_add(errors, Ordering::Relaxed);
         }
     }
 
@@ -110,6 +170,8 @@ impl Stage {
         drop(current);
         match next.instance() {
             Ok(instance) => {
+                // What ran so far counts for the version it ran on.
+                self.add_counts();
                 tracing::debug!(
                     plugin = %self.slot.name,
                     from = %crate::swap::short(self.version.sha256()),
@@ -136,46 +198,135 @@ impl Stage {
         }
     }
 
-    fn process(&mut self, work: &mut Work) {
-        let inputs = if self.index == 0 {
-            None
+    /// Run the batch's live records through the plugin (in `process-batch`
+    /// calls when it takes them), then file each record's outputs, or its
+    /// failure.
+    fn process(&mut self, batch: &mut [Work]) {
+        let live: Vec<usize> = (0..batch.len())
+            .filter(|&i| batch[i].failure.is_none() && !batch[i].abandoned)
+            .collect();
+        for &i in &live {
+            batch[i].versions.push(self.version.tag.clone());
+        }
+        // The first stage borrows the source records (no copy); later
+        // stages take the previous stage's default-route outputs.
+        let chained: Vec<Vec<Input>> = if self.index == 0 {
+            Vec::new()
         } else {
-            Some(std::mem::take(&mut work.pending))
+            live.iter()
+                .map(|&i| std::mem::take(&mut batch[i].pending))
+                .collect()
         };
-        let mut outputs = Vec::new();
-        match inputs {
-            None => {
-                // The first stage borrows the source record: no copy.
-                if let Err(f) = self.call(&work.record, &work.tracker, &mut outputs) {
-                    return self.fail(work, f);
-                }
-            }
-            Some(inputs) => {
-                // What accumulates for one source record along the chain is
-                // bounded by this stage's output caps too.
-                let mut bytes = output_bytes(&work.routed);
-                for input in &inputs {
-                    let before = outputs.len();
-                    if let Err(f) = self.call(input, &work.tracker, &mut outputs) {
-                        return self.fail(work, f);
-                    }
-                    bytes += output_bytes(&outputs[before..]);
-                    let count = outputs.len() + work.routed.len();
-                    if let Err(e) = self.instance.limits().check_outputs(count, bytes) {
-                        self.metrics.trapped(e.kind());
-                        return self.fail(work, Some(self.failure(&e, 1)));
-                    }
-                }
-            }
-        }
-        for o in outputs {
-            if o.route.is_some() || self.last {
-                work.routed.push(o);
+        let answers = {
+            let inputs: Vec<&Input> = if self.index == 0 {
+                live.iter().map(|&i| &batch[i].record).collect()
             } else {
-                let next = work.chained_input(o);
-                work.pending.push(next);
+                chained.iter().flatten().collect()
+            };
+            self.call_batch(&inputs)
+        };
+        let mut answers = answers.into_iter();
+        for (k, &i) in live.iter().enumerate() {
+            let work = &mut batch[i];
+            let inputs = match chained.get(k) {
+                Some(inputs) => inputs.as_slice(),
+                None => std::slice::from_ref(&work.record),
+            };
+            let mine: Vec<Option<Outcome>> = answers.by_ref().take(inputs.len()).collect();
+            match self.answer(inputs, mine, &work.tracker, &work.routed) {
+                Ok(outputs) => {
+                    for o in outputs {
+                        if o.route.is_some() || self.last {
+                            work.routed.push(o);
+                        } else {
+                            let next = work.chained_input(o);
+                            work.pending.push(next);
+                        }
+                    }
+                }
+                Err(f) => self.fail(work, f),
             }
         }
+    }
+
+    /// One `process-batch` call per chunk of `inputs` when the plugin takes
+    /// batches: an answer per input, in order. `None` for an input means
+    /// it has no answer yet and is called alone: the plugin takes no
+    /// batches, the batch is of one, or the batch call failed as a whole
+    /// (a trap or deadline in a batch cannot be pinned on one record, so
+    /// each record of it runs alone on a fresh instance, and only the one
+    /// that fails is dead-lettered). A batch that runs out of time halves
+    /// the batch size for the next ones; batches that finish grow it back.
+    fn call_batch(&mut self, inputs: &[&Input]) -> Vec<Option<Outcome>> {
+        let mut answers: Vec<Option<Outcome>> = Vec::with_capacity(inputs.len());
+        if !self.instance.batches() {
+            answers.resize_with(inputs.len(), || None);
+            return answers;
+        }
+        for chunk in inputs.chunks(self.batch_size.max(1)) {
+            if chunk.len() == 1 {
+                answers.push(None);
+                continue;
+            }
+            match self.instance.process_batch(chunk) {
+                Ok(outcomes) => {
+                    self.counts.0 += chunk.len() as u64;
+                    self.counts.1 += outcomes.iter().filter(|o| o.is_err()).count() as u64;
+                    answers.extend(outcomes.into_iter().map(Some));
+                    self.batch_size = (self.batch_size * 2).min(MAX_CALL_BATCH);
+                }
+                Err(e) => {
+                    self.counts.0 += 1;
+                    self.counts.1 += 1;
+                    tracing::debug!(
+                        plugin = self.instance.plugin().name(), records = chunk.len(), error = %e,
+                        "batch call failed; running its records one at a time"
+                    );
+                    if matches!(e, PluginError::Deadline { .. }) {
+                        self.batch_size = (self.batch_size / 2).max(1);
+                    }
+                    answers.extend(chunk.iter().map(|_| None));
+                }
+            }
+        }
+        answers
+    }
+
+    /// The outputs of one source record's `inputs` at this stage, given the
+    /// batch call's answers for them: a transient answer is retried alone,
+    /// an input with no answer is called alone. What accumulates for one
+    /// source record along the chain (`routed` so far) is bounded by this
+    /// stage's output caps too.
+    fn answer(
+        &mut self,
+        inputs: &[Input],
+        answers: Vec<Option<Outcome>>,
+        tracker: &PartitionTracker,
+        routed: &[Output],
+    ) -> Result<Vec<Output>, Option<Failure>> {
+        let mut outputs = Vec::new();
+        let mut bytes = output_bytes(routed);
+        let mut answers = answers.into_iter();
+        for input in inputs {
+            let before = outputs.len();
+            match answers.next().flatten() {
+                Some(Ok(mut o)) => outputs.append(&mut o),
+                Some(Err(e)) if !e.is_transient() => {
+                    self.metrics.trapped(e.kind());
+                    return Err(Some(self.failure(&e, 1)));
+                }
+                first => self.call(input, tracker, &mut outputs, first)?,
+            }
+            if self.index > 0 {
+                bytes += output_bytes(&outputs[before..]);
+                let count = outputs.len() + routed.len();
+                if let Err(e) = self.instance.limits().check_outputs(count, bytes) {
+                    self.metrics.trapped(e.kind());
+                    return Err(Some(self.failure(&e, 1)));
+                }
+            }
+        }
+        Ok(outputs)
     }
 
     fn fail(&self, work: &mut Work, f: Option<Failure>) {
@@ -187,25 +338,31 @@ impl Stage {
         work.routed.clear();
     }
 
-    /// Call the plugin with retries. `Err(None)` means shutdown, or the
-    /// partition moving to another member, interrupted the retries.
+    /// Call the plugin with retries, `first` being the first attempt's
+    /// outcome when a batch call already made it. `Err(None)` means
+    /// shutdown, or the partition moving to another member, interrupted
+    /// the retries.
     fn call(
         &mut self,
         input: &Input,
         tracker: &PartitionTracker,
         out: &mut Vec<Output>,
+        first: Option<Outcome>,
     ) -> Result<(), Option<Failure>> {
         let mut attempt = 1;
+        let mut first = first;
         loop {
-            let started = Instant::now();
-            let result = self.instance.process(input);
-            self.metrics
-                .call_seconds
-                .record(started.elapsed().as_secs_f64());
-            self.version.calls.fetch_add(1, Ordering::Relaxed);
-            if result.is_err() {
-                self.version.errors.fetch_add(1, Ordering::Relaxed);
-            }
+            let result = match first.take() {
+                Some(result) => result,
+                None => {
+                    let result = self.instance.process(input);
+                    self.counts.0 += 1;
+                    if result.is_err() {
+                        self.counts.1 += 1;
+                    }
+                    result
+                }
+            };
             match result {
                 Ok(mut outputs) => {
                     out.append(&mut outputs);
@@ -259,8 +416,15 @@ impl Stage {
 
     /// Sleep in small steps so neither shutdown nor a revoke is held up by
     /// a long backoff; `false` when one of them came first.
-    fn sleep(&self, total: Duration, tracker: &PartitionTracker) -> bool {
-        let until = Instant::now() + total;
+    fn sleep(&mut self, total: Duration, tracker: &PartitionTracker) -> bool {
+        let from = Instant::now();
+        let until = from + total;
+        let woke = self.sleep_until(until, tracker);
+        self.slept += from.elapsed();
+        woke
+    }
+
+    fn sleep_until(&self, until: Instant, tracker: &PartitionTracker) -> bool {
         let interrupted = || self.stopping.load(Ordering::Relaxed) || tracker.is_revoked();
         while Instant::now() < until {
             if interrupted() {

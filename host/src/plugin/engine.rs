@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
-use super::bindings::{TransformPre, WORLD};
+use super::Pre;
+use super::bindings::{TransformPre, WORLD, WORLD_0_1, v0_1};
 use super::cache::Cache;
 use super::host::HostState;
 use super::{LoadError, Plugin};
@@ -80,6 +81,10 @@ impl Runtime {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        // Calls are synchronous: without this, every call sets up (and
+        // tears down) the component model's task bookkeeping for
+        // concurrent guests, which sluice never runs.
+        config.concurrency_support(false);
         let engine = Engine::new(&config)?;
 
         let mut linker = Linker::<HostState>::new(&engine);
@@ -140,10 +145,22 @@ impl Runtime {
                     path: path.to_owned(),
                     reason: format!("it needs an import the host does not provide: {e:#}"),
                 })?;
-        let pre = TransformPre::new(instance_pre).map_err(|e| LoadError::World {
-            path: path.to_owned(),
-            reason: format!("it does not export the {WORLD} world: {e:#}"),
-        })?;
+        // The newest world first; a component built against 0.1.0 lacks
+        // only `process-batch`.
+        let pre = match TransformPre::new(instance_pre.clone()) {
+            Ok(pre) => Pre::Batch(pre),
+            Err(newest) => match v0_1::TransformPre::new(instance_pre) {
+                Ok(pre) => Pre::Single(pre),
+                Err(_) => {
+                    return Err(LoadError::World {
+                        path: path.to_owned(),
+                        reason: format!(
+                            "it exports neither the {WORLD} world nor {WORLD_0_1}: {newest:#}"
+                        ),
+                    });
+                }
+            },
+        };
         tracing::debug!(
             plugin = name,
             hash = &hash[..12],

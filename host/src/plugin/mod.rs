@@ -1,4 +1,6 @@
-//! The plugin runtime: load a component once, run it many times.
+//! The plugin runtime: load a component once, run it many times, a batch
+//! of records per call when the component exports `process-batch`
+//! (`sluice:plugin@0.2.0`), one record per call for 0.1.0 components.
 //!
 //! A [`Plugin`] is a compiled, world-checked component, shared by every worker.
 //! An [`Instance`] is one worker's live copy: one `Store`, one instance, reused
@@ -28,7 +30,7 @@ use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
 pub use bindings::{ErrorKind, Header, Input, Output};
-use bindings::{Transform, TransformPre};
+use bindings::{Transform, TransformPre, v0_1};
 pub use engine::{Runtime, RuntimeOptions};
 use host::HostState;
 pub use http::{AllowList, HttpClient, HttpPolicy, PolicyError};
@@ -128,9 +130,23 @@ pub struct Plugin {
     hash: String,
     cached: bool,
     component: Component,
-    pre: TransformPre<HostState>,
+    pre: Pre,
     runtime: Runtime,
 }
+
+/// A plugin's exports, checked against the world it was built for.
+pub(crate) enum Pre {
+    /// `sluice:plugin@0.2.0`: `process-batch` beside `process`.
+    Batch(TransformPre<HostState>),
+    /// `sluice:plugin@0.1.0`: `process` only; the host loops per record.
+    Single(v0_1::TransformPre<HostState>),
+}
+
+/// The result of one record's call.
+pub type Outcome = Result<Vec<Output>, PluginError>;
+
+/// What `process-batch` returns, as lifted.
+type BatchReturn = (Vec<Result<Vec<Output>, bindings::sluice::plugin::types::ProcessError>>,);
 
 impl Plugin {
     pub fn name(&self) -> &str {
@@ -158,6 +174,15 @@ impl Plugin {
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
     }
+
+    /// The version of the `sluice:plugin` world the component was built
+    /// against: `0.2.0` (batches) or `0.1.0` (one record per call).
+    pub fn wit_version(&self) -> &'static str {
+        match self.pre {
+            Pre::Batch(_) => "0.2.0",
+            Pre::Single(_) => "0.1.0",
+        }
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -172,7 +197,16 @@ impl std::fmt::Debug for Plugin {
 
 struct Live {
     store: Store<HostState>,
-    bindings: Transform,
+    exports: Exports,
+}
+
+enum Exports {
+    Batch {
+        bindings: Transform,
+        /// `process-batch`, called with borrowed records.
+        batch: wasmtime::component::Func,
+    },
+    Single(v0_1::Transform),
 }
 
 /// One worker's instance of a plugin. Not shared between threads; each
@@ -284,15 +318,29 @@ impl Instance {
         store
             .data_mut()
             .begin_call(Instant::now() + self.limits.init_deadline);
-        let bindings = plugin
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| InitError::Instantiate {
-                plugin: name(),
-                reason: describe(&e, &store, &init_limits),
-            })?;
-        match bindings.call_init(&mut store, &self.params) {
-            Ok(Ok(())) => Ok(Live { store, bindings }),
+        let instantiated = match &plugin.pre {
+            Pre::Batch(pre) => pre
+                .instance_pre()
+                .instantiate(&mut store)
+                .and_then(|instance| {
+                    let bindings = Transform::new(&mut store, &instance)?;
+                    let batch = instance
+                        .get_func(&mut store, "process-batch")
+                        .ok_or_else(|| wasmtime::Error::msg("no `process-batch` export"))?;
+                    Ok(Exports::Batch { bindings, batch })
+                }),
+            Pre::Single(pre) => pre.instantiate(&mut store).map(Exports::Single),
+        };
+        let exports = instantiated.map_err(|e| InitError::Instantiate {
+            plugin: name(),
+            reason: describe(&e, &store, &init_limits),
+        })?;
+        let init = match &exports {
+            Exports::Batch { bindings, .. } => bindings.call_init(&mut store, &self.params),
+            Exports::Single(bindings) => bindings.call_init(&mut store, &self.params),
+        };
+        match init {
+            Ok(Ok(())) => Ok(Live { store, exports }),
             Ok(Err(message)) => Err(InitError::Rejected {
                 plugin: name(),
                 message,
@@ -304,49 +352,115 @@ impl Instance {
         }
     }
 
+    /// Whether the plugin takes records in batches (`sluice:plugin@0.2.0`).
+    pub fn batches(&self) -> bool {
+        matches!(self.plugin.pre, Pre::Batch(_))
+    }
+
+    /// The live instance, rebuilt first if a trap threw the last one away.
+    /// The record at hand did not break the instance: a rebuild that fails
+    /// is a transient failure of this record (retried with backoff), not a
+    /// trap that dead-letters it at once.
+    fn live(&mut self) -> Result<&mut Live, PluginError> {
+        if self.live.is_none() {
+            let live = self.build().map_err(|e| {
+                PluginError::Transient(format!("could not rebuild the instance after a trap: {e}"))
+            })?;
+            self.live = Some(live);
+        }
+        self.live
+            .as_mut()
+            .ok_or_else(|| PluginError::Transient("no live instance".into()))
+    }
+
     /// Run one record through the plugin.
-    pub fn process(&mut self, input: &Input) -> Result<Vec<Output>, PluginError> {
-        let live = match &mut self.live {
-            Some(live) => live,
-            None => {
-                // The record at hand did not break the instance: a rebuild
-                // that fails is a transient failure of this record (retried
-                // with backoff), not a trap that dead-letters it at once.
-                let live = self.build().map_err(|e| {
-                    PluginError::Transient(format!(
-                        "could not rebuild the instance after a trap: {e}"
-                    ))
-                })?;
-                self.live.insert(live)
-            }
+    pub fn process(&mut self, input: &Input) -> Outcome {
+        let deadline = self.limits.deadline;
+        let ticks = self.deadline_ticks;
+        let live = self.live()?;
+        live.store.data_mut().begin_call(Instant::now() + deadline);
+        live.store.set_epoch_deadline(ticks);
+        let result = match &live.exports {
+            Exports::Batch { bindings, .. } => bindings.call_process(&mut live.store, input),
+            Exports::Single(bindings) => bindings.call_process(&mut live.store, input),
         };
-        live.store
-            .data_mut()
-            .begin_call(Instant::now() + self.limits.deadline);
-        live.store.set_epoch_deadline(self.deadline_ticks);
-        match live.bindings.call_process(&mut live.store, input) {
+        match result {
             Ok(Ok(outputs)) => {
                 self.limits
                     .check_outputs(outputs.len(), output_bytes(&outputs))?;
                 Ok(outputs)
             }
-            Ok(Err(e)) => Err(match e.kind {
-                ErrorKind::Invalid => PluginError::Invalid(e.message),
-                ErrorKind::Transient => PluginError::Transient(e.message),
-            }),
-            Err(e) => {
-                let err = classify(&e, &live.store, &self.limits);
-                tracing::warn!(
-                    plugin = %self.plugin.name,
-                    kind = err.kind(),
-                    error = %err,
-                    "plugin trapped; rebuilding its instance"
-                );
-                // A trapped instance may hold broken invariants: drop it.
-                self.live = None;
-                Err(err)
-            }
+            Ok(Err(e)) => Err(process_error(e)),
+            Err(e) => Err(self.trapped(&e)),
         }
+    }
+
+    /// Run several records through the plugin in one `process-batch` call:
+    /// one outcome per record, in order. The whole call gets one record's
+    /// deadline. `Err` means the call itself failed (it trapped, ran out of
+    /// time, or the plugin has no batch export); which record caused it is
+    /// unknown, so the caller runs the records one by one with
+    /// [`Instance::process`] instead, each on its own deadline.
+    pub fn process_batch(&mut self, inputs: &[&Input]) -> Result<Vec<Outcome>, PluginError> {
+        let deadline = self.limits.deadline;
+        let ticks = self.deadline_ticks;
+        let live = self.live()?;
+        let Exports::Batch { batch, .. } = &live.exports else {
+            return Err(PluginError::Trap("the plugin has no batch export".into()));
+        };
+        let batch = *batch;
+        live.store.data_mut().begin_call(Instant::now() + deadline);
+        live.store.set_epoch_deadline(ticks);
+        let result = batch
+            .typed::<(&[&Input],), BatchReturn>(&live.store)
+            .and_then(|f| f.call(&mut live.store, (inputs,)));
+        let results = match result {
+            Ok((results,)) => results,
+            Err(e) => return Err(self.trapped(&e)),
+        };
+        if results.len() != inputs.len() {
+            // Not a trap, but the answers cannot be matched to records.
+            return Err(PluginError::Trap(format!(
+                "process-batch returned {} results for {} records",
+                results.len(),
+                inputs.len()
+            )));
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| match r {
+                Ok(outputs) => {
+                    self.limits
+                        .check_outputs(outputs.len(), output_bytes(&outputs))?;
+                    Ok(outputs)
+                }
+                Err(e) => Err(process_error(e)),
+            })
+            .collect())
+    }
+
+    /// A call trapped: classify it and throw the instance away (a trapped
+    /// instance may hold broken invariants); the next call rebuilds it.
+    fn trapped(&mut self, e: &wasmtime::Error) -> PluginError {
+        let err = match &self.live {
+            Some(live) => classify(e, &live.store, &self.limits),
+            None => PluginError::Trap(root_message(e)),
+        };
+        tracing::warn!(
+            plugin = %self.plugin.name,
+            kind = err.kind(),
+            error = %err,
+            "plugin trapped; rebuilding its instance"
+        );
+        self.live = None;
+        err
+    }
+}
+
+fn process_error(e: bindings::sluice::plugin::types::ProcessError) -> PluginError {
+    match e.kind {
+        ErrorKind::Invalid => PluginError::Invalid(e.message),
+        ErrorKind::Transient => PluginError::Transient(e.message),
     }
 }
 

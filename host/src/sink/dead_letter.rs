@@ -22,10 +22,15 @@
 //! (Without plugins the output is the record as read, nulls included: see
 //! [`Work::output_nulls`].)
 
+use std::sync::Arc;
+
 use rdkafka::message::{Header, OwnedHeaders};
 
-use crate::pipeline::work::{Failure, Nulls, Work};
+use super::acks::Acks;
+use super::kafka::Record;
+
 use crate::plugin::{Input, Output};
+use crate::record::{Failure, Nulls, Work};
 
 pub const H_TOPIC: &str = "sluice.source.topic";
 pub const H_PARTITION: &str = "sluice.source.partition";
@@ -61,7 +66,7 @@ fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
 }
 
 /// The provenance header: its name and, when plugins processed the record,
-/// their versions (see [`crate::pipeline::work::Work::provenance`]).
+/// their versions (see [`crate::record::Work::provenance`]).
 pub type Provenance<'a> = Option<(&'a str, &'a str)>;
 
 /// What a dead letter carries as its key and value.
@@ -152,14 +157,14 @@ impl DeadLetterWriter {
 
     /// Enqueue a dead letter for `work`'s source record carrying `payload`
     /// (and the plugin versions that processed it), waiting while the
-    /// producer's queue is full. The returned future resolves on the
-    /// broker's acknowledgement.
+    /// producer's queue is full. Its acknowledgement is counted in `acks`.
     pub async fn send(
         &self,
         work: &Work,
         payload: Payload<'_>,
         failure: &Failure,
-    ) -> Result<rdkafka::producer::DeliveryFuture, rdkafka::error::KafkaError> {
+        acks: &Arc<Acks>,
+    ) -> Result<(), rdkafka::error::KafkaError> {
         let record = &work.record;
         let (key, value) = match payload {
             Payload::Source => (
@@ -170,8 +175,12 @@ impl DeadLetterWriter {
         };
         let versions = work.provenance();
         let provenance = versions.as_deref().map(|v| (&*self.version_header, v));
-        let mut rec = rdkafka::producer::FutureRecord::<[u8], [u8]>::to(&self.topic)
-            .headers(headers(record, &work.nulls, failure, provenance));
+        let mut rec = Record::with_opaque_to(&self.topic, acks.clone()).headers(headers(
+            record,
+            &work.nulls,
+            failure,
+            provenance,
+        ));
         if let Some(v) = value {
             rec = rec.payload(v);
         }
@@ -186,7 +195,7 @@ impl DeadLetterWriter {
                     value: Some(&omitted),
                 });
                 let empty: &[u8] = &[];
-                let mut rec = rdkafka::producer::FutureRecord::to(&self.topic)
+                let mut rec = Record::with_opaque_to(&self.topic, acks.clone())
                     .payload(empty)
                     .headers(h);
                 if let Some(k) = key {

@@ -2,25 +2,60 @@
 //! topic routes with their partitioning, key and header rules.
 //!
 //! When an offset may be committed: never decided here. `enqueue` only hands
-//! a record to librdkafka and returns the future of its acknowledgement; the
-//! router waits on it before it lets the record finish.
+//! a record to librdkafka, counted in its batch's [`Acks`]; the router waits
+//! on those before it lets the batch's records finish.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureRecord, Producer as _};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 
-/// Every producer sluice makes, with librdkafka's repeats held back.
-pub type Producer = rdkafka::producer::FutureProducer<crate::source::quiet::QuietContext>;
+use super::acks::Acks;
+use crate::source::quiet::QuietLog;
+
+/// Every producer sluice makes: librdkafka's repeats held back, and each
+/// delivery counted down in the [`Acks`] of the batch that wrote it.
+pub type Producer = rdkafka::producer::ThreadedProducer<SinkContext>;
+
+/// A record on its way to a producer, acknowledged into an [`Acks`].
+pub type Record<'a> = BaseRecord<'a, [u8], [u8], Arc<Acks>>;
+
+/// The context of every producer: quiet logging, and delivery reports
+/// counted per batch (no future or channel per record).
+#[derive(Debug, Default)]
+pub struct SinkContext {
+    log: QuietLog,
+}
+
+impl ClientContext for SinkContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.log.log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.log.error(&error, reason);
+    }
+}
+
+impl ProducerContext for SinkContext {
+    type DeliveryOpaque = Arc<Acks>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, acks: Arc<Acks>) {
+        acks.delivered(result.as_ref().map(|_| ()).map_err(|(e, _)| e));
+    }
+}
 
 use crate::config::kafka::{PropertyBuilder, Security};
 use crate::config::pipeline::{Compression, Partitioning, Pipeline, Route};
-use crate::pipeline::work::Nulls;
 use crate::plugin::Output;
+use crate::record::Nulls;
 
 /// A route that produces to a topic.
 pub struct TopicRoute {
@@ -31,7 +66,6 @@ pub struct TopicRoute {
     next: AtomicUsize,
     headers: Vec<(String, String)>,
     key: Option<String>,
-    pub out: metrics::Counter,
 }
 
 /// The producers of one pipeline.
@@ -83,13 +117,7 @@ impl Producers {
     }
 
     /// Build a topic route (round-robin routes look up the partition count).
-    pub async fn route(
-        &self,
-        name: &str,
-        r: &Route,
-        topic: &str,
-        out: metrics::Counter,
-    ) -> anyhow::Result<TopicRoute> {
+    pub async fn route(&self, name: &str, r: &Route, topic: &str) -> anyhow::Result<TopicRoute> {
         let producer = self
             .codecs
             .iter()
@@ -116,14 +144,13 @@ impl Producers {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             key: r.key.clone(),
-            out,
         })
     }
 
     /// Enqueue `o` on `route`, with the parts `nulls` names null and the
-    /// provenance header when plugin `versions` made it. Errors are
-    /// permanent for this output (the broker would never take it, e.g. it
-    /// is too large).
+    /// provenance header when plugin `versions` made it, acknowledged into
+    /// `acks`. Errors are permanent for this output (the broker would
+    /// never take it, e.g. it is too large).
     pub async fn send(
         &self,
         route: &TopicRoute,
@@ -131,7 +158,8 @@ impl Producers {
         nulls: &Nulls,
         source_partition: i32,
         versions: Option<&str>,
-    ) -> Result<DeliveryFuture, KafkaError> {
+        acks: &Arc<Acks>,
+    ) -> Result<(), KafkaError> {
         let mut h = OwnedHeaders::new_with_capacity(o.headers.len() + route.headers.len() + 1);
         for (i, hd) in o.headers.iter().enumerate() {
             h = h.insert(Header {
@@ -151,7 +179,7 @@ impl Producers {
                 value: Some(v),
             });
         }
-        let mut rec = FutureRecord::<[u8], [u8]>::to(&route.topic).headers(h);
+        let mut rec = Record::with_opaque_to(&route.topic, acks.clone()).headers(h);
         if !nulls.value {
             rec = rec.payload(o.value.as_slice());
         }
@@ -169,7 +197,6 @@ impl Producers {
                 rec = rec.partition((n % route.partitions.max(1) as usize) as i32);
             }
         }
-        route.out.increment(1);
         enqueue(&self.producers[route.producer], rec).await
     }
 
@@ -182,20 +209,19 @@ impl Producers {
     }
 }
 
-/// Hand `rec` to librdkafka, waiting while its local queue is full. An
-/// error is permanent for this record (the broker would never take it).
-pub async fn enqueue(
-    producer: &Producer,
-    mut rec: FutureRecord<'_, [u8], [u8]>,
-) -> Result<DeliveryFuture, KafkaError> {
+/// Hand `rec` to librdkafka, counted in the [`Acks`] it carries, waiting
+/// while the local queue is full. An error is permanent for this record
+/// (the broker would never take it), and the record is not counted.
+pub async fn enqueue(producer: &Producer, mut rec: Record<'_>) -> Result<(), KafkaError> {
     let mut waited = 0u32;
+    rec.delivery_opaque.expect();
     loop {
-        match producer.send_result(rec) {
-            Ok(f) => {
+        match producer.send(rec) {
+            Ok(()) => {
                 if waited > 0 {
                     tracing::info!("topic known again; producing");
                 }
-                return Ok(f);
+                return Ok(());
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                 rec = r;
@@ -216,7 +242,10 @@ pub async fn enqueue(
                 rec = r;
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(waited.min(10)))).await;
             }
-            Err((e, _)) => return Err(e),
+            Err((e, r)) => {
+                r.delivery_opaque.cancel();
+                return Err(e);
+            }
         }
     }
 }
@@ -273,7 +302,7 @@ pub fn producer(
         .entry("message.timeout.ms".into())
         .or_insert_with(|| "0".into());
     b.build(&props)?
-        .create_with_context(crate::source::quiet::QuietContext::default())
+        .create_with_context(SinkContext::default())
         .map_err(|e| format!("cannot create Kafka producer: {e}"))
 }
 

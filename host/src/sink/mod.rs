@@ -6,6 +6,7 @@
 //! the SQL transaction holding its rows committed, and the dead-letter
 //! writes for it are acknowledged. See [`router`].
 
+pub mod acks;
 pub mod dead_letter;
 pub mod kafka;
 pub mod router;

@@ -1,31 +1,35 @@
 //! The router: sends each finished record's outputs to the sinks their
 //! routes name (Kafka topics, SQL tables, the dead-letter topic) and returns
-//! a future that resolves when every write for the record is acknowledged.
+//! one future per batch that resolves when every write for its records is
+//! acknowledged (counted in one [`Acks`], not a future per write).
 //!
 //! When an offset may be committed: only after the future returned by
-//! [`Router::dispatch`] resolves with the record. It resolves after every
+//! [`Router::dispatch`] resolves with the records. It resolves after every
 //! Kafka acknowledgement and, for records with rows (or every record in
 //! exactly-once mode), after the SQL transaction that holds them commits.
 //! Any write that fails permanently resolves it with an error instead, and
-//! the pipeline stops without finishing the record.
+//! the pipeline stops without finishing the records.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
-use rdkafka::producer::DeliveryFuture;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::acks::Acks;
 use super::dead_letter::{DeadLetterWriter, Payload};
 use super::kafka::{Producers, TopicRoute};
 use super::sql::{JobRow, SqlJob, SqlSink};
 use crate::config::pipeline::{DEFAULT_ROUTE, Pipeline};
 use crate::metrics::PipelineMetrics;
-use crate::pipeline::work::{Failure, Work};
+use crate::record::{Batch, Failure, Work};
 
 enum Target {
-    Topic(TopicRoute),
+    /// A topic, and the index of its output counter in `Router::counters`.
+    Topic(TopicRoute, usize),
     Table(usize),
     DeadLetter,
 }
@@ -37,10 +41,13 @@ pub struct Router {
     dead_letters: DeadLetterWriter,
     sql: Option<SqlSink>,
     metrics: PipelineMetrics,
+    /// Acknowledged outputs per topic route (counted once acknowledged).
+    counters: Vec<metrics::Counter>,
 }
 
-/// Resolves to the record once every write for it is acknowledged.
-pub type Delivery = BoxFuture<'static, anyhow::Result<Work>>;
+/// Resolves to a batch's records once every write for them is
+/// acknowledged.
+pub type Delivery = BoxFuture<'static, anyhow::Result<Batch>>;
 
 impl Router {
     /// Build producers, routes and (if configured) the SQL batcher, whose
@@ -64,9 +71,11 @@ impl Router {
             None => (None, None),
         };
         let mut routes = BTreeMap::new();
+        let mut counters = Vec::new();
         for (name, r) in &p.routes {
             let target = if let Some(topic) = &r.topic {
-                Target::Topic(producers.route(name, r, topic, metrics.out(name)).await?)
+                counters.push(metrics.out(name));
+                Target::Topic(producers.route(name, r, topic).await?, counters.len() - 1)
             } else if r.table.is_some() {
                 let idx = sql.as_ref().and_then(|s| s.routes.get(name).copied());
                 Target::Table(idx.ok_or_else(|| anyhow::anyhow!("routes.{name}: no SQL sink"))?)
@@ -82,6 +91,7 @@ impl Router {
                 dead_letters,
                 sql,
                 metrics,
+                counters,
             },
             task,
         ))
@@ -98,9 +108,83 @@ impl Router {
         self.sql.as_ref()
     }
 
-    /// Start every write for `work`. `None` means there was nothing to wait
-    /// for (the record was filtered out).
-    pub async fn dispatch(&self, mut work: Work) -> Option<Delivery> {
+    /// Start every write for a batch of records. The returned future
+    /// resolves to the records once every write for them is acknowledged
+    /// (filtered records at once), or to the first fatal error.
+    pub async fn dispatch(&self, batch: Batch) -> Delivery {
+        let acks = Acks::new();
+        let exactly_once = self.sql.as_ref().is_some_and(|s| s.exactly_once);
+        let mut done: Batch = Vec::with_capacity(batch.len());
+        let mut in_sql: Vec<oneshot::Receiver<Work>> = Vec::new();
+        let mut outs: Vec<(usize, u64)> = Vec::new();
+        let mut filtered = 0u64;
+        for mut work in batch {
+            // In exactly-once mode each record's Kafka writes must land
+            // before the transaction holding it commits, so it gets its
+            // own count (the batcher must not wait on later records).
+            let own = exactly_once.then(Acks::new);
+            let acks = own.as_ref().unwrap_or(&acks);
+            let rows = match self.write(&mut work, acks, &mut outs).await {
+                Ok(rows) => rows,
+                Err(e) => return Box::pin(async move { Err(e) }),
+            };
+            if work.failure.is_none() && work.routed.is_empty() {
+                filtered += 1;
+            }
+            match &self.sql {
+                Some(sql) if !rows.is_empty() || sql.exactly_once => {
+                    if let Some(own) = &own {
+                        own.seal();
+                    }
+                    let (tx, rx) = oneshot::channel();
+                    let job = SqlJob {
+                        work,
+                        rows,
+                        before_commit: own,
+                        done: tx,
+                    };
+                    if let Err(e) = sql.submit(job).await {
+                        return Box::pin(async move { Err(e) });
+                    }
+                    in_sql.push(rx);
+                }
+                _ => done.push(work),
+            }
+        }
+        acks.seal();
+        if filtered > 0 {
+            self.metrics.filtered.increment(filtered);
+        }
+        let outs: Vec<(metrics::Counter, u64)> = outs
+            .into_iter()
+            .map(|(i, n)| (self.counters[i].clone(), n))
+            .collect();
+        Box::pin(async move {
+            acks.wait()
+                .await
+                .map_err(|e| anyhow::anyhow!("fatal produce error: {e}"))?;
+            for (counter, n) in outs {
+                counter.increment(n);
+            }
+            for rx in in_sql {
+                done.push(
+                    rx.await
+                        .map_err(|_| anyhow::anyhow!("SQL batch for this record failed"))?,
+                );
+            }
+            Ok(done)
+        })
+    }
+
+    /// Start every Kafka write of one record, counted in `acks`, and map
+    /// its table rows. A record with a failure is dead-lettered. `Err` is
+    /// fatal: the record's partition is halted at it.
+    async fn write(
+        &self,
+        work: &mut Work,
+        acks: &Arc<Acks>,
+        outs: &mut Vec<(usize, u64)>,
+    ) -> anyhow::Result<Vec<JobRow>> {
         // Resolve every route first, so a bad route dead-letters the whole
         // record rather than half of it.
         if work.failure.is_none()
@@ -116,18 +200,15 @@ impl Router {
                 ),
             ));
         }
-        let mut acks: Vec<DeliveryFuture> = Vec::new();
         let mut rows: Vec<JobRow> = Vec::new();
         if work.failure.is_none()
-            && let Err(e) = self.write_outputs(&mut work, &mut acks, &mut rows).await
+            && let Err(e) = self.write_outputs(work, acks, &mut rows, outs).await
         {
             if !super::kafka::refuses_record(&e) {
                 // The producer itself failed: stop without committing this
                 // record or anything after it in its partition.
                 work.tracker.halt(work.record.offset);
-                return Some(Box::pin(async move {
-                    Err(anyhow::anyhow!("fatal produce error: {e}"))
-                }));
+                anyhow::bail!("fatal produce error: {e}");
             }
             // The broker would never take this output (too large, say):
             // dead-letter the source record instead. Writes already
@@ -144,77 +225,50 @@ impl Router {
                 topic = %work.record.topic, partition = work.record.partition, offset = work.record.offset,
                 kind = f.kind, error = %f.message, "dead-lettering record"
             );
-            match self.dead_letters.send(&work, Payload::Source, f).await {
-                Ok(ack) => acks.push(ack),
-                Err(e) => {
-                    // Nothing after this record may be written or committed
-                    // in its partition: it is read again after a restart.
-                    work.tracker.halt(work.record.offset);
-                    return Some(Box::pin(async move {
-                        Err(anyhow::anyhow!("fatal produce error on dead letter: {e}"))
-                    }));
-                }
+            if let Err(e) = self.dead_letters.send(work, Payload::Source, f, acks).await {
+                // Nothing after this record may be written or committed
+                // in its partition: it is read again after a restart.
+                work.tracker.halt(work.record.offset);
+                anyhow::bail!("fatal produce error on dead letter: {e}");
             }
         }
-        let filtered = work.failure.is_none() && work.routed.is_empty();
-        if filtered {
-            self.metrics.filtered.increment(1);
-        }
-        if let Some(sql) = &self.sql
-            && (!rows.is_empty() || sql.exactly_once)
-        {
-            let (done, back) = oneshot::channel();
-            // In exactly-once mode the batch's commit moves the offset, so
-            // the record's other writes must land first.
-            let before_commit = if sql.exactly_once {
-                std::mem::take(&mut acks)
-            } else {
-                Vec::new()
-            };
-            let job = SqlJob {
-                work,
-                rows,
-                before_commit,
-                done,
-            };
-            if let Err(e) = sql.submit(job).await {
-                return Some(Box::pin(async move { Err(e) }));
-            }
-            return Some(Box::pin(async move {
-                wait(acks).await?;
-                back.await
-                    .map_err(|_| anyhow::anyhow!("SQL batch for this record failed"))
-            }));
-        }
-        if acks.is_empty() {
-            return None;
-        }
-        Some(Box::pin(async move {
-            wait(acks).await?;
-            Ok(work)
-        }))
+        Ok(rows)
     }
 
     async fn write_outputs(
         &self,
         work: &mut Work,
-        acks: &mut Vec<DeliveryFuture>,
+        acks: &Arc<Acks>,
         rows: &mut Vec<JobRow>,
+        outs: &mut Vec<(usize, u64)>,
     ) -> Result<(), rdkafka::error::KafkaError> {
         let provenance = work.provenance();
         let provenance = provenance.as_deref();
         for (i, o) in work.routed.iter().enumerate() {
             let route = o.route.as_deref().unwrap_or(DEFAULT_ROUTE);
             match &self.routes[route] {
-                Target::Topic(t) => acks.push(
+                Target::Topic(t, counter) => {
                     self.producers
-                        .send(t, o, work.output_nulls(), work.record.partition, provenance)
-                        .await?,
-                ),
+                        .send(
+                            t,
+                            o,
+                            work.output_nulls(),
+                            work.record.partition,
+                            provenance,
+                            acks,
+                        )
+                        .await?;
+                    match outs.iter_mut().find(|(c, _)| *c == *counter) {
+                        Some((_, n)) => *n += 1,
+                        None => outs.push((*counter, 1)),
+                    }
+                }
                 Target::DeadLetter => {
                     let f = Failure::host("routed", format!("plugin routed output to `{route}`"));
                     self.metrics.dead_lettered("routed").increment(1);
-                    acks.push(self.dead_letters.send(work, Payload::output(o), &f).await?);
+                    self.dead_letters
+                        .send(work, Payload::output(o), &f, acks)
+                        .await?;
                 }
                 Target::Table(t) => {
                     let Some(sql) = &self.sql else { continue };
@@ -229,7 +283,9 @@ impl Router {
                             // goes to the dead-letter topic.
                             let f = Failure::host("sql", msg);
                             self.metrics.dead_lettered("sql").increment(1);
-                            acks.push(self.dead_letters.send(work, Payload::output(o), &f).await?);
+                            self.dead_letters
+                                .send(work, Payload::output(o), &f, acks)
+                                .await?;
                         }
                     }
                 }
@@ -242,15 +298,4 @@ impl Router {
     pub fn flush(&self, timeout: Duration) -> anyhow::Result<()> {
         self.producers.flush(timeout)
     }
-}
-
-async fn wait(acks: Vec<DeliveryFuture>) -> anyhow::Result<()> {
-    for ack in acks {
-        match ack.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => anyhow::bail!("fatal produce error: {e}"),
-            Err(_) => anyhow::bail!("fatal produce error: producer gone"),
-        }
-    }
-    Ok(())
 }

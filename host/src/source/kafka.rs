@@ -3,7 +3,8 @@
 //! statistics.
 //!
 //! When an offset may be committed: only offsets that a [`PartitionTracker`]
-//! released are stored (`enable.auto.offset.store=false`); librdkafka
+//! released are stored (`enable.auto.offset.store=false`), by [`finish`],
+//! once per acknowledged batch; librdkafka
 //! commits stored offsets every `commit_interval`, on revoke, and sluice
 //! commits synchronously on shutdown. On revoke, the partition's tracker is
 //! revoked first, so nothing past an unacknowledged record is stored for it
@@ -19,6 +20,7 @@ use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use super::offsets::PartitionTracker;
 use crate::config::kafka::{KafkaSource, OffsetReset, PropertyBuilder};
 use crate::metrics::PipelineMetrics;
+use crate::record::Work;
 
 /// Key of a partition.
 pub type PartitionKey = (Arc<str>, i32);
@@ -253,6 +255,49 @@ impl ConsumerContext for SourceContext {
 
 /// The consumer type every pipeline uses.
 pub type SourceConsumer = StreamConsumer<SourceContext>;
+
+/// Finish a batch of records whose writes are all acknowledged: release
+/// their offsets in their partitions' trackers (one lock per run of one
+/// partition's records) and store, in one call, each offset that moved.
+/// Records handed back abandoned (their partition moved or halted) are
+/// read again, so they do not finish.
+pub fn finish(consumer: &SourceConsumer, batch: &[Work], metrics: &PipelineMetrics) {
+    let mut moved: Vec<(&PartitionTracker, i64)> = Vec::new();
+    let mut rest = batch;
+    while let Some(first) = rest.first() {
+        let n = rest
+            .iter()
+            .take_while(|w| Arc::ptr_eq(&w.tracker, &first.tracker))
+            .count();
+        let offsets = rest[..n]
+            .iter()
+            .filter(|w| !w.abandoned)
+            .map(|w| w.record.offset);
+        if let Some(last) = first.tracker.finish_all(offsets) {
+            let t: &PartitionTracker = &first.tracker;
+            match moved.iter_mut().find(|(m, _)| std::ptr::eq(*m, t)) {
+                Some((_, o)) => *o = last,
+                None => moved.push((t, last)),
+            }
+        }
+        rest = &rest[n..];
+    }
+    if moved.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::with_capacity(moved.len());
+    for (t, last) in &moved {
+        // The committed offset is the next one to read.
+        if let Err(e) = tpl.add_partition_offset(&t.topic, t.partition, Offset::Offset(last + 1)) {
+            tracing::debug!(topic = %t.topic, partition = t.partition, error = %e, "offset not stored");
+        }
+    }
+    match consumer.store_offsets(&tpl) {
+        Ok(()) => metrics.offsets_stored.increment(moved.len() as u64),
+        // A partition was revoked in between: its new owner re-reads.
+        Err(e) => tracing::debug!(error = %e, "offsets not stored"),
+    }
+}
 
 /// Build the consumer and subscribe (or assign).
 pub fn consumer(cfg: &KafkaSource, ctx: SourceContext) -> Result<SourceConsumer, String> {

@@ -179,25 +179,41 @@ impl PartitionTracker {
     /// read again and released in read order, so a stored offset may move
     /// back (duplicates), never past an unfinished record.
     pub fn begin(&self, offset: i64) {
+        self.begin_all([offset]);
+    }
+
+    /// [`PartitionTracker::begin`] for several offsets, in read order,
+    /// under one lock.
+    pub fn begin_all(&self, offsets: impl IntoIterator<Item = i64>) {
         let mut s = self.lock();
-        if s.pending.back().is_some_and(|&(o, _)| o >= offset) {
-            s.sorted = false;
+        for offset in offsets {
+            if s.pending.back().is_some_and(|&(o, _)| o >= offset) {
+                s.sorted = false;
+            }
+            s.pending.push_back((offset, false));
         }
-        s.pending.push_back((offset, false));
     }
 
     /// Mark `offset` finished. Returns the highest offset whose record and
     /// all predecessors are finished, if that moved; that offset may now be
     /// stored (the consumer then resumes at the one after it).
     pub fn finish(&self, offset: i64) -> Option<i64> {
+        self.finish_all([offset])
+    }
+
+    /// [`PartitionTracker::finish`] for several offsets under one lock.
+    pub fn finish_all(&self, offsets: impl IntoIterator<Item = i64>) -> Option<i64> {
         let mut s = self.lock();
-        let found = if s.sorted {
-            s.pending.binary_search_by_key(&offset, |&(o, _)| o).ok()
-        } else {
-            s.pending.iter().position(|&(o, done)| o == offset && !done)
-        };
-        let i = found?;
-        s.pending[i].1 = true;
+        for offset in offsets {
+            let found = if s.sorted {
+                s.pending.binary_search_by_key(&offset, |&(o, _)| o).ok()
+            } else {
+                s.pending.iter().position(|&(o, done)| o == offset && !done)
+            };
+            if let Some(i) = found {
+                s.pending[i].1 = true;
+            }
+        }
         let mut last = None;
         while let Some(&(o, true)) = s.pending.front() {
             last = Some(o);
@@ -261,6 +277,16 @@ mod tests {
         assert_eq!(t.finish(11), None);
         assert_eq!(t.finish(15), None);
         assert_eq!(t.finish(10), Some(15));
+    }
+
+    #[test]
+    fn a_batch_finishes_under_one_call_and_still_waits_for_a_gap() {
+        let t = t();
+        t.begin_all([1, 2, 3, 4]);
+        assert_eq!(t.finish_all([2, 3]), None);
+        assert_eq!(t.finish_all([1]), Some(3));
+        assert_eq!(t.finish_all([4, 99]), Some(4));
+        assert_eq!(t.in_flight(), 0);
     }
 
     #[test]

@@ -11,8 +11,9 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use crate::sink::acks::Acks;
+use crate::sink::kafka::Record;
 use anyhow::Context as _;
-use rdkafka::producer::FutureRecord;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -152,20 +153,28 @@ pub async fn run(cfg: SqlSourceConfig, cancel: CancellationToken) -> anyhow::Res
         let due = inflight.due(&keys, now, cfg.retry_after);
         let mut acks = Vec::with_capacity(due.len());
         for &i in &due {
-            let rec = FutureRecord::to(&cfg.topic)
+            // One acknowledgement per row: each row is marked on its own.
+            let ack = Acks::new();
+            let rec = Record::with_opaque_to(&cfg.topic, ack.clone())
                 .key(keys[i].as_bytes())
                 .payload(rows[i].as_bytes());
-            acks.push((i, producer.send(rec, Duration::from_secs(30))));
+            let sent = crate::sink::kafka::enqueue(&producer, rec).await;
+            ack.seal();
+            acks.push((i, sent.map(|()| ack)));
         }
         let mut published = 0;
         for (i, ack) in acks {
-            match ack.await {
-                Ok(_) => {
+            let result = match ack {
+                Ok(ack) => ack.wait().await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => {
                     inflight.mark(keys[i].clone(), now);
                     published += 1;
                 }
                 // Not marked: the next poll publishes it again.
-                Err((e, _)) => {
+                Err(e) => {
                     tracing::warn!(source = %cfg.name, key = %keys[i], error = %e, "publish failed")
                 }
             }

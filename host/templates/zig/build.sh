@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(realpath -m "${1:-$here/$(basename "$here").wasm}")
 T="${SLUICE_TOOLCHAINS:-$HOME/.cache/sluice/toolchains}"
-wit="$here/wit"; [ -d "$wit" ] || wit="$here/../../wit"
+wit="$here/wit"; [ -d "$wit" ] || wit="$here/../../wit/0.1.0"
 for f in "$T/venv/bin/python" "$T/cargo/bin/wit-bindgen" "$T/cargo/bin/wasm-tools" "$T/wasi_snapshot_preview1.reactor.wasm"; do
     [ -e "$f" ] || { echo "$f is missing: run \`just toolchains\` (or see .ci/install-toolchains)" >&2; exit 1; }
 done

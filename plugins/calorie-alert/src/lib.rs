@@ -161,6 +161,11 @@ thread_local! {
 struct CalorieAlert;
 
 impl Guest for CalorieAlert {
+    /// Each record exactly as `process` would answer it alone.
+    fn process_batch(records: Vec<Input>) -> Vec<Result<Vec<Output>, ProcessError>> {
+        records.into_iter().map(Self::process).collect()
+    }
+
     fn init(params: Vec<(String, String)>) -> Result<(), String> {
         let config = parse_params(&params)?;
         CONFIG.with(|c| c.set(config));

@@ -79,6 +79,11 @@ pub fn status_error(status: u16) -> Option<(ErrorKind, String)> {
 struct HttpFetch;
 
 impl Guest for HttpFetch {
+    /// Each record exactly as `process` would answer it alone.
+    fn process_batch(records: Vec<Input>) -> Vec<Result<Vec<Output>, ProcessError>> {
+        records.into_iter().map(Self::process).collect()
+    }
+
     fn init(params: Vec<(String, String)>) -> Result<(), String> {
         FAIL_ON_STATUS.store(true, Ordering::Relaxed);
         let mut headers = Vec::new();

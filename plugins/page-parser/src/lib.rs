@@ -272,6 +272,11 @@ fn config() -> Result<Rc<Config>, String> {
 struct PageParser;
 
 impl Guest for PageParser {
+    /// Each record exactly as `process` would answer it alone.
+    fn process_batch(records: Vec<Input>) -> Vec<Result<Vec<Output>, ProcessError>> {
+        records.into_iter().map(Self::process).collect()
+    }
+
     fn init(params: Vec<(String, String)>) -> Result<(), String> {
         let config = Rc::new(parse_params(&params)?);
         CONFIG.with(|c| *c.borrow_mut() = Some(config));

@@ -18,6 +18,11 @@ use crate::bindings::{Guest, Input, Output, ProcessError};
 struct Passthrough;
 
 impl Guest for Passthrough {
+    /// Each record exactly as `process` would answer it alone.
+    fn process_batch(records: Vec<Input>) -> Vec<Result<Vec<Output>, ProcessError>> {
+        records.into_iter().map(Self::process).collect()
+    }
+
     fn init(params: Vec<(String, String)>) -> Result<(), String> {
         check_params(&params)
     }

@@ -200,6 +200,11 @@ fn header_url(rec: &Input) -> Option<&str> {
 struct RecipeParser;
 
 impl Guest for RecipeParser {
+    /// Each record exactly as `process` would answer it alone.
+    fn process_batch(records: Vec<Input>) -> Vec<Result<Vec<Output>, ProcessError>> {
+        records.into_iter().map(Self::process).collect()
+    }
+
     fn init(params: Vec<(String, String)>) -> Result<(), String> {
         check_params(&params)
     }

@@ -142,5 +142,29 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<HostState>) -> any
         linker,
         |state| state,
     )?;
+    add_0_1_to_linker(linker)
+}
+
+/// The same `log` and `http` imports under their `sluice:plugin@0.1.0`
+/// names, for components built against 0.1.0 (the interfaces did not
+/// change between the versions, so the 0.2.0 types check against them).
+fn add_0_1_to_linker(linker: &mut wasmtime::component::Linker<HostState>) -> anyhow::Result<()> {
+    use bindings::sluice::plugin::{http, log};
+    use wasmtime::StoreContextMut;
+    type LogArgs = (log::Level, String, Vec<(String, String)>);
+    linker.instance("sluice:plugin/types@0.1.0")?;
+    linker.instance("sluice:plugin/log@0.1.0")?.func_wrap(
+        "log",
+        |mut cx: StoreContextMut<'_, HostState>, (level, message, fields): LogArgs| {
+            log::Host::log(cx.data_mut(), level, message, fields);
+            Ok(())
+        },
+    )?;
+    linker.instance("sluice:plugin/http@0.1.0")?.func_wrap(
+        "fetch",
+        |mut cx: StoreContextMut<'_, HostState>, (req,): (http::Request,)| {
+            Ok((http::Host::fetch(cx.data_mut(), req)?,))
+        },
+    )?;
     Ok(())
 }

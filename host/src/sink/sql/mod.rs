@@ -37,10 +37,11 @@ use tokio_util::sync::CancellationToken;
 use db::{Db, OffsetWrite, TableRows, Written};
 use row::{TableSpec, Value};
 
+use super::acks::Acks;
 use super::dead_letter::{DeadLetterWriter, Payload};
 use crate::config::pipeline::Pipeline;
 use crate::config::sql::{OnConflict, SqlConfig};
-use crate::pipeline::work::{Failure, Work};
+use crate::record::{Failure, Work};
 use crate::source::offsets::{Claim, PartitionTracker};
 
 /// One row of a job: which table, its values, which output it came from.
@@ -56,7 +57,7 @@ pub struct SqlJob {
     pub rows: Vec<JobRow>,
     /// Acknowledgements that must land before the batch commits
     /// (exactly-once mode).
-    pub before_commit: Vec<rdkafka::producer::DeliveryFuture>,
+    pub before_commit: Option<Arc<Acks>>,
     /// Receives the record back once its batch committed.
     pub done: oneshot::Sender<Work>,
 }
@@ -298,12 +299,10 @@ impl Batcher {
     async fn flush(&self, batch: Vec<SqlJob>) -> anyhow::Result<()> {
         let mut jobs = Vec::with_capacity(batch.len());
         for mut job in batch {
-            for ack in job.before_commit.drain(..) {
-                match ack.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((e, _))) => anyhow::bail!("fatal produce error: {e}"),
-                    Err(_) => anyhow::bail!("fatal produce error: producer gone"),
-                }
+            if let Some(acks) = job.before_commit.take() {
+                acks.wait()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("fatal produce error: {e}"))?;
             }
             jobs.push(job);
         }
@@ -504,7 +503,7 @@ impl Batcher {
         ids: &[(usize, usize)],
         bad: &[(usize, String)],
     ) -> anyhow::Result<()> {
-        let mut acks = Vec::new();
+        let acks = Acks::new();
         for (id, error) in bad {
             let (j, r) = ids[*id];
             let job = &jobs[j];
@@ -515,19 +514,14 @@ impl Batcher {
                 topic = %job.work.record.topic, partition = job.work.record.partition,
                 offset = job.work.record.offset, table = %table, error = %error, "row refused; dead-lettering it"
             );
-            acks.push(
-                self.dead_letters
-                    .send(&job.work, Payload::output(output), &f)
-                    .await?,
-            );
+            self.dead_letters
+                .send(&job.work, Payload::output(output), &f, &acks)
+                .await?;
         }
-        for ack in acks {
-            match ack.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => anyhow::bail!("fatal produce error on dead letter: {e}"),
-                Err(_) => anyhow::bail!("fatal produce error on dead letter: producer gone"),
-            }
-        }
+        acks.seal();
+        acks.wait()
+            .await
+            .map_err(|e| anyhow::anyhow!("fatal produce error on dead letter: {e}"))?;
         Ok(())
     }
 

@@ -13,10 +13,10 @@
 //!   refuses aborts (a trap), as any Rust program's would.
 //! - Accepts and ignores any parameters.
 
-/// Bindings generated from the WIT contract (`wit/plugin.wit`).
+/// Bindings generated from the WIT contract (`wit/0.1.0/plugin.wit`: this fixture stays on 0.1.0, so the host is tested against a 0.1.0 build).
 #[allow(clippy::too_many_arguments)]
 mod bindings {
-    wit_bindgen::generate!({ world: "transform", path: "../../../wit" });
+    wit_bindgen::generate!({ world: "transform", path: "../../../wit/0.1.0" });
 }
 
 use crate::bindings::{Guest, Input, Output, ProcessError};

@@ -26,6 +26,11 @@ static MARKERS: OnceLock<(Option<String>, Option<String>)> = OnceLock::new();
 struct Flaky;
 
 impl Guest for Flaky {
+    /// Each record exactly as `process` would answer it alone.
+    fn process_batch(records: Vec<Input>) -> Vec<Result<Vec<Output>, ProcessError>> {
+        records.into_iter().map(Self::process).collect()
+    }
+
     fn init(params: Vec<(String, String)>) -> Result<(), String> {
         let (mut transient, mut invalid) = (None, None);
         for (k, v) in params {

@@ -34,6 +34,11 @@ pub fn trap_unreachable() -> ! {
 struct Panic;
 
 impl Guest for Panic {
+    /// Each record exactly as `process` would answer it alone.
+    fn process_batch(records: Vec<Input>) -> Vec<Result<Vec<Output>, ProcessError>> {
+        records.into_iter().map(Self::process).collect()
+    }
+
     fn init(_params: Vec<(String, String)>) -> Result<(), String> {
         Ok(())
     }

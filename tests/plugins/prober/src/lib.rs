@@ -15,10 +15,10 @@
 
 use std::io::Read;
 
-/// Bindings generated from the WIT contract (`wit/plugin.wit`).
+/// Bindings generated from the WIT contract (`wit/0.1.0/plugin.wit`: this fixture stays on 0.1.0, so the host is tested against a 0.1.0 build).
 #[allow(clippy::too_many_arguments)]
 mod bindings {
-    wit_bindgen::generate!({ world: "transform", path: "../../../wit" });
+    wit_bindgen::generate!({ world: "transform", path: "../../../wit/0.1.0" });
 }
 
 use crate::bindings::{Guest, Input, Output, ProcessError};

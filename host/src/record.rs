@@ -1,5 +1,11 @@
 //! The unit that flows through a pipeline: one source record, the outputs it
-//! has produced so far, and the handle that finishes its offset.
+//! has produced so far, and the handle that finishes its offset. Records
+//! travel in [`Batch`]es: every hand-off (intake → stage → stage → sink)
+//! moves a batch, never a single record.
+//!
+//! Neutral ground: the source makes records, stages and sinks fill them in,
+//! and the source finishes them (`source::kafka::finish`). Nothing here
+//! decides when an offset may be committed; `source::offsets` does.
 //!
 //! The record is kept as the plugin [`Input`], which cannot say null (WIT
 //! `list<u8>`): a null value (a tombstone) or null header value is empty
@@ -91,16 +97,22 @@ pub struct Work {
     /// chain order: the provenance header of its outputs and dead letters.
     pub versions: SmallVec<[Arc<str>; 2]>,
     pub tracker: Arc<PartitionTracker>,
-    /// Held until the record finishes: bounds records in flight per partition.
-    pub permit: OwnedSemaphorePermit,
+    /// Held until the record finishes: bounds records in flight per
+    /// partition. Consecutive records of one partition in a batch share
+    /// one permit (merged into the first, the others hold `None`), so a
+    /// batch returns its permits at once.
+    pub permit: Option<OwnedSemaphorePermit>,
 }
+
+/// Records handed on together, each partition's in offset order.
+pub type Batch = Vec<Work>;
 
 impl Work {
     pub fn new(
         record: Input,
         nulls: Nulls,
         tracker: Arc<PartitionTracker>,
-        permit: OwnedSemaphorePermit,
+        permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
         Work {
             record,
