@@ -258,6 +258,68 @@ fn a_trap_inside_a_batch_costs_only_its_record_and_keeps_partition_order() {
 }
 
 #[test]
+fn an_output_the_broker_refuses_is_dead_lettered_as_produce_and_the_pipeline_goes_on() {
+    // tansu never refuses a record, so this runs against librdkafka's mock
+    // cluster: real TCP listeners that answer chosen requests with an error.
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let t = Topics {
+        input: "in".into(),
+        output: "out".into(),
+        dlq: "dlq".into(),
+    };
+    for name in [&t.input, &t.output, &t.dlq] {
+        cluster.create_topic(name, 1, 1).unwrap();
+    }
+    common::produce_to(&brokers, &t.input, &[("refused".into(), b"v0".to_vec())]);
+    // The output's produce request is refused, and so is its one retry
+    // alone: the record goes to the dead-letter topic.
+    let too_large = RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
+    cluster.request_errors(RDKafkaApiKey::Produce, &[too_large, too_large]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[[pipeline]]
+name = "refused"
+source = {{ brokers = "{brokers}", topics = ["in"], group_id = "g", session_timeout = "3s" }}
+routes.default = {{ topic = "out" }}
+dead_letter = {{ topic = "dlq" }}
+[[pipeline.plugin]]
+path = "{plugin}"
+"#,
+            plugin = common::plugin("passthrough").display(),
+        ),
+    )
+    .unwrap();
+    let mut s = Sluice::run(&file, &dir.path().join("log"));
+    let dl = collect(
+        &common::consumer_of(&brokers, &t.dlq),
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        |g| !g.is_empty(),
+    );
+    assert_eq!(keys(&dl), ["refused"], "{}", s.log_text());
+    assert_eq!(dl[0].header("sluice.error.kind"), Some("produce"));
+    // One refused record neither stops nor wedges the pipeline.
+    let more: Vec<(String, Vec<u8>)> = (1..=10).map(|i| (format!("k{i}"), b"v".to_vec())).collect();
+    common::produce_to(&brokers, &t.input, &more);
+    let out = collect(
+        &common::consumer_of(&brokers, &t.output),
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        |g| g.len() >= 10,
+    );
+    let expected: Vec<String> = more.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(keys(&out), expected, "{}", s.log_text());
+    assert!(s.terminate(), "{}", s.log_text());
+}
+
+#[test]
 fn traps_and_exhausted_retries_are_dead_lettered_and_the_rest_flows() {
     let b = Broker::shared();
     let dir = tempfile::tempdir().unwrap();

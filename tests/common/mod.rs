@@ -186,19 +186,25 @@ impl Broker {
 
     /// A consumer of `topic` from the beginning, in its own group.
     pub fn consumer(&self, topic: &str) -> rdkafka::consumer::BaseConsumer {
-        use rdkafka::consumer::Consumer;
-        let c: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &self.addr)
-            .set("group.id", random_name("test"))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .set("session.timeout.ms", "6000")
-            .set("fetch.queue.backoff.ms", "10")
-            .create()
-            .unwrap();
-        c.subscribe(&[topic]).unwrap();
-        c
+        consumer_of(&self.addr, topic)
     }
+}
+
+/// A consumer of `topic` at the brokers `addr`, from the beginning, in its
+/// own group.
+pub fn consumer_of(addr: &str, topic: &str) -> rdkafka::consumer::BaseConsumer {
+    use rdkafka::consumer::Consumer;
+    let c: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", random_name("test"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .set("fetch.queue.backoff.ms", "10")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    c
 }
 
 /// Produce `(key, value)` records to the broker at `addr` and wait for

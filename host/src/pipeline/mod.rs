@@ -29,7 +29,7 @@ use crate::config::pipeline::{File, Pipeline};
 use crate::metrics::PipelineMetrics;
 use crate::plugin::Runtime;
 use crate::record::Batch;
-use crate::sink::router::Router;
+use crate::sink::router::{Router, Undelivered};
 use crate::source::kafka::{SourceConsumer, SourceContext, Trackers};
 use crate::swap::{PluginSlot, Reloader, Version};
 use stage::{Next, Stage};
@@ -319,7 +319,14 @@ async fn sink_loop(
             },
             Some(done) = inflight.next() => match done {
                 Ok(batch) => crate::source::kafka::finish(&consumer, &batch, &metrics),
-                Err(e) => break Err(e),
+                Err(Undelivered::Refused { batch, error }) => {
+                    tracing::warn!(%error, records = batch.len(), "the broker refused a write; sending the batch's records again one by one");
+                    match sink.redeliver(batch).await {
+                        Ok(batch) => crate::source::kafka::finish(&consumer, &batch, &metrics),
+                        Err(e) => break Err(e),
+                    }
+                }
+                Err(Undelivered::Fatal(e)) => break Err(e),
             },
             else => break Ok(()),
         }

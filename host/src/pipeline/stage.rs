@@ -122,7 +122,7 @@ impl Stage {
             }
             if batch.iter().any(|w| w.failure.is_none() && !w.abandoned) {
                 self.follow_slot();
-                self.process(&mut batch);
+                batch = self.process(batch, &next);
             }
             let calls = self.counts.0 - calls_before;
             if calls > 0 {
@@ -200,8 +200,11 @@ impl Stage {
 
     /// Run the batch's live records through the plugin (in `process-batch`
     /// calls when it takes them), then file each record's outputs, or its
-    /// failure.
-    fn process(&mut self, batch: &mut [Work]) {
+    /// failure. Returns what is left to hand on: before a record waits out
+    /// a retry backoff, the records before it are handed on (`next`), so
+    /// a record in backoff never holds back those that were read before
+    /// it.
+    fn process(&mut self, mut batch: Batch, next: &Next) -> Batch {
         let live: Vec<usize> = (0..batch.len())
             .filter(|&i| batch[i].failure.is_none() && !batch[i].abandoned)
             .collect();
@@ -226,14 +229,33 @@ impl Stage {
             self.call_batch(&inputs)
         };
         let mut answers = answers.into_iter();
-        for (k, &i) in live.iter().enumerate() {
-            let work = &mut batch[i];
+        let mut done: Batch = Vec::with_capacity(batch.len());
+        let mut live = live.into_iter().enumerate().peekable();
+        for (i, mut work) in batch.into_iter().enumerate() {
+            let Some((k, _)) = live.next_if(|&(_, l)| l == i) else {
+                done.push(work);
+                continue;
+            };
             let inputs = match chained.get(k) {
                 Some(inputs) => inputs.as_slice(),
                 None => std::slice::from_ref(&work.record),
             };
             let mine: Vec<Option<Outcome>> = answers.by_ref().take(inputs.len()).collect();
-            match self.answer(inputs, mine, &work.tracker, &work.routed) {
+            let mut hand_on_earlier = || {
+                if !done.is_empty() {
+                    // A send error means the pipeline is stopping: what
+                    // is not handed on is not committed.
+                    let _ = next.send(std::mem::take(&mut done));
+                }
+            };
+            let answer = self.answer(
+                inputs,
+                mine,
+                &work.tracker,
+                &work.routed,
+                &mut hand_on_earlier,
+            );
+            match answer {
                 Ok(outputs) => {
                     for o in outputs {
                         if o.route.is_some() || self.last {
@@ -244,9 +266,11 @@ impl Stage {
                         }
                     }
                 }
-                Err(f) => self.fail(work, f),
+                Err(f) => self.fail(&mut work, f),
             }
+            done.push(work);
         }
+        done
     }
 
     /// One `process-batch` call per chunk of `inputs` when the plugin takes
@@ -303,6 +327,7 @@ impl Stage {
         answers: Vec<Option<Outcome>>,
         tracker: &PartitionTracker,
         routed: &[Output],
+        before_backoff: &mut dyn FnMut(),
     ) -> Result<Vec<Output>, Option<Failure>> {
         let mut outputs = Vec::new();
         let mut bytes = output_bytes(routed);
@@ -315,7 +340,7 @@ impl Stage {
                     self.metrics.trapped(e.kind());
                     return Err(Some(self.failure(&e, 1)));
                 }
-                first => self.call(input, tracker, &mut outputs, first)?,
+                first => self.call(input, tracker, &mut outputs, first, before_backoff)?,
             }
             if self.index > 0 {
                 bytes += output_bytes(&outputs[before..]);
@@ -339,15 +364,16 @@ impl Stage {
     }
 
     /// Call the plugin with retries, `first` being the first attempt's
-    /// outcome when a batch call already made it. `Err(None)` means
-    /// shutdown, or the partition moving to another member, interrupted
-    /// the retries.
+    /// outcome when a batch call already made it; `before_backoff` runs
+    /// before the first backoff. `Err(None)` means shutdown, or the
+    /// partition moving to another member, interrupted the retries.
     fn call(
         &mut self,
         input: &Input,
         tracker: &PartitionTracker,
         out: &mut Vec<Output>,
         first: Option<Outcome>,
+        before_backoff: &mut dyn FnMut(),
     ) -> Result<(), Option<Failure>> {
         let mut attempt = 1;
         let mut first = first;
@@ -369,6 +395,9 @@ impl Stage {
                     return Ok(());
                 }
                 Err(e) if e.is_transient() && attempt < self.retry.max_attempts => {
+                    if attempt == 1 {
+                        before_backoff();
+                    }
                     self.pipeline.retries.increment(1);
                     let delay = self.retry.backoff(attempt);
                     tracing::debug!(

@@ -47,7 +47,37 @@ pub struct Router {
 
 /// Resolves to a batch's records once every write for them is
 /// acknowledged.
-pub type Delivery = BoxFuture<'static, anyhow::Result<Batch>>;
+pub type Delivery = BoxFuture<'static, Result<Batch, Undelivered>>;
+
+/// Why a batch did not finish.
+pub enum Undelivered {
+    /// The broker refused one of the batch's writes as a record-level
+    /// error (too large for the topic, invalid for it, against its policy):
+    /// see [`Router::redeliver`].
+    Refused {
+        batch: Batch,
+        error: rdkafka::error::KafkaError,
+    },
+    /// Anything else stops the pipeline without finishing the batch.
+    Fatal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Undelivered {
+    fn from(e: anyhow::Error) -> Self {
+        Undelivered::Fatal(e)
+    }
+}
+
+impl Undelivered {
+    fn into_error(self) -> anyhow::Error {
+        match self {
+            Undelivered::Fatal(e) => e,
+            Undelivered::Refused { error, .. } => {
+                anyhow::anyhow!("fatal produce error: the broker refused a write: {error}")
+            }
+        }
+    }
+}
 
 impl Router {
     /// Build producers, routes and (if configured) the SQL batcher, whose
@@ -126,7 +156,7 @@ impl Router {
             let acks = own.as_ref().unwrap_or(&acks);
             let rows = match self.write(&mut work, acks, &mut outs).await {
                 Ok(rows) => rows,
-                Err(e) => return Box::pin(async move { Err(e) }),
+                Err(e) => return Box::pin(async move { Err(e.into()) }),
             };
             if work.failure.is_none() && work.routed.is_empty() {
                 filtered += 1;
@@ -144,7 +174,7 @@ impl Router {
                         done: tx,
                     };
                     if let Err(e) = sql.submit(job).await {
-                        return Box::pin(async move { Err(e) });
+                        return Box::pin(async move { Err(e.into()) });
                     }
                     in_sql.push(rx);
                 }
@@ -160,9 +190,12 @@ impl Router {
             .map(|(i, n)| (self.counters[i].clone(), n))
             .collect();
         Box::pin(async move {
-            acks.wait()
-                .await
-                .map_err(|e| anyhow::anyhow!("fatal produce error: {e}"))?;
+            if let Err(error) = acks.wait().await {
+                if super::kafka::refuses_record(&error) && in_sql.is_empty() {
+                    return Err(Undelivered::Refused { batch: done, error });
+                }
+                return Err(anyhow::anyhow!("fatal produce error: {error}").into());
+            }
             for (counter, n) in outs {
                 counter.increment(n);
             }
@@ -174,6 +207,44 @@ impl Router {
             }
             Ok(done)
         })
+    }
+
+    /// The broker refused a write of this batch, and which record's is
+    /// unknown (one acknowledgement count serves the batch). Send each
+    /// record again on its own; a record whose writes the broker refuses
+    /// again goes to the dead-letter topic with kind `produce`, and the
+    /// others are written (again: a write of the batch that did land is
+    /// duplicated, never lost). Only then do the records finish. Their
+    /// outputs may land after those of later records of their partition.
+    pub async fn redeliver(&self, batch: Batch) -> anyhow::Result<Batch> {
+        let mut done = Vec::with_capacity(batch.len());
+        for work in batch {
+            let work = match self.dispatch(vec![work]).await.await {
+                Ok(mut one) => one.pop(),
+                Err(Undelivered::Refused { mut batch, error }) => {
+                    let Some(mut work) = batch.pop() else {
+                        continue;
+                    };
+                    tracing::warn!(
+                        topic = %work.record.topic, partition = work.record.partition,
+                        offset = work.record.offset, %error,
+                        "the broker refused an output of this record; dead-lettering it"
+                    );
+                    work.failure = Some(Failure::host(
+                        "produce",
+                        format!("the broker refused an output: {error}"),
+                    ));
+                    work.routed.clear();
+                    match self.dispatch(vec![work]).await.await {
+                        Ok(mut one) => one.pop(),
+                        Err(e) => return Err(e.into_error()),
+                    }
+                }
+                Err(e) => return Err(e.into_error()),
+            };
+            done.extend(work);
+        }
+        Ok(done)
     }
 
     /// Start every Kafka write of one record, counted in `acks`, and map
