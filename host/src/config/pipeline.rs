@@ -350,9 +350,12 @@ fn validate(file: &File) -> anyhow::Result<()> {
         }
     }
     let mut sources = std::collections::HashSet::new();
-    for s in &file.sql_sources {
+    for (i, s) in file.sql_sources.iter().enumerate() {
         let at = |field: &str| format!("sql_source `{}`: {field}", s.name);
-        anyhow::ensure!(!s.name.trim().is_empty(), "sql_source: name is empty");
+        anyhow::ensure!(
+            !s.name.trim().is_empty(),
+            "sql_source[{i}]: `name` is empty"
+        );
         anyhow::ensure!(
             sources.insert(&s.name),
             "sql_source name `{}` is used twice",

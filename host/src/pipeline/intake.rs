@@ -185,7 +185,7 @@ impl Intake<'_> {
                 let max_in_flight = self.p.source.max_in_flight;
                 let (t, fresh) = self.trackers.get(topic, partition, max_in_flight);
                 seen.retain(|s| {
-                    !s.is_revoked() && !(s.partition == partition && &*s.topic == topic)
+                    !(s.is_revoked() || (s.partition == partition && &*s.topic == topic))
                 });
                 seen.push(t.clone());
                 (t, fresh)
