@@ -1223,3 +1223,68 @@ fn eo_kafka_ahead_of_the_database_seeks_back_to_the_table() {
     let distinct = format!("SELECT count(DISTINCT id) FROM \"{table}\"");
     assert_eq!(scalar(&url, &distinct), Some(101));
 }
+
+/// Exactly-once: the database's offset is beyond the end of the log (the
+/// topic was deleted and created again). sluice stops and names the
+/// partition; it never skips the new records in silence. tansu's memory
+/// storage reports wrong watermarks and just waits at a fetch past the end,
+/// so this runs against librdkafka's mock cluster, which answers such a
+/// fetch as Kafka does (offset out of range, and the consumer resets).
+#[test]
+fn eo_a_database_offset_beyond_the_log_end_stops_and_names_the_partition() {
+    use rdkafka::mocking::MockCluster;
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    for t in ["in", "dlq"] {
+        cluster.create_topic(t, 1, 1).unwrap();
+    }
+    common::produce_to(&brokers, "in", &rows(0..5));
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("eo.sqlite").display());
+    let table = table_name();
+    // What an earlier run left: 100 records of the old topic written.
+    exec(
+        &format!("{url}?mode=rwc"),
+        "CREATE TABLE sluice_offsets (group_id TEXT NOT NULL, topic TEXT NOT NULL, \
+         \"partition\" INTEGER NOT NULL, next_offset BIGINT NOT NULL, \
+         generation BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (group_id, topic, \"partition\")); \
+         INSERT INTO sluice_offsets VALUES ('g', 'in', 0, 100, 1);",
+    );
+    let file = write_file(
+        &dir.path().join("p.toml"),
+        &Spec {
+            broker: &brokers,
+            input: "in",
+            dlq: "dlq",
+            group: "g",
+            url: &url,
+            table: &table,
+            sql_extra: "exactly_once = true",
+            plugin: "flaky",
+            params: "",
+            retry: "max_attempts = 3",
+            metrics_port: common::free_port(),
+        },
+    );
+    let mut p = Sluice::run(&file, &dir.path().join("log"));
+    let mut status = None;
+    let stopped = common::poll_until(Duration::from_secs(60), || {
+        status = p.child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(stopped, "sluice kept running:\n{}", p.log_text());
+    assert!(!status.unwrap().success(), "{}", p.log_text());
+    let log = p.log_text();
+    assert!(
+        log.contains("in/0") && log.contains("beyond the end of the log"),
+        "{log}"
+    );
+    let next = "SELECT next_offset FROM sluice_offsets";
+    assert_eq!(
+        scalar(&url, next),
+        Some(100),
+        "the offsets row must not move"
+    );
+    let count = format!("SELECT count(*) FROM \"{table}\"");
+    assert!(scalar(&url, &count).unwrap_or(0) == 0, "nothing is written");
+}

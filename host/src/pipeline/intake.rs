@@ -206,6 +206,17 @@ impl Intake<'_> {
                 return Ok(None);
             }
         }
+        if tracker.went_back(msg.offset()) {
+            let next = tracker.claim().map_or(0, |c| c.next);
+            anyhow::bail!(
+                "{}/{}: the database's offset {next} is beyond the end of the log (after a seek to it \
+                 the broker went back to offset {}): was the topic deleted and created again? \
+                 Refusing to skip records in silence; check the partition's row in the offsets table",
+                tracker.topic,
+                tracker.partition,
+                msg.offset()
+            );
+        }
         if tracker.skips(msg.offset()) || tracker.stale(msg.offset()) {
             return Ok(None);
         }
@@ -533,6 +544,9 @@ fn resume_at(
     );
     // Records below the database's offset are written already.
     tracker.set_skip_below(next);
+    if next > at {
+        tracker.forward(at);
+    }
     if next < at {
         // Kafka is ahead (a reset group, expired offsets, a restored
         // database): the records in between are not written, so go back.

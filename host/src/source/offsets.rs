@@ -24,7 +24,11 @@
 //! holds this member's generation and `claim.next`, checked in the same
 //! statement (compare-and-set), so a member that lost the partition
 //! commits nothing for it and the stored offset never moves backward. The
-//! SQL batcher (`sink::sql`) carries these checks out.
+//! SQL batcher (`sink::sql`) carries these checks out. A record at or
+//! before the first one read, arriving after a seek forward to the table's
+//! offset, means the table's offset is beyond the log's end
+//! ([`PartitionTracker::went_back`]): the consume loop stops rather than
+//! skip it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -52,6 +56,11 @@ pub struct PartitionTracker {
     /// After a seek back: later records read before the seek took effect
     /// are dropped until one at or below this offset arrives.
     rewind_upto: AtomicI64,
+    /// Exactly-once: after a seek forward to the database's offset, the
+    /// offset Kafka gave first (`i64::MIN`: no such seek). A record at or
+    /// below it afterwards means the log went back to its start: the
+    /// database's offset is beyond the log's end.
+    forward_from: AtomicI64,
     /// Exactly-once: this member's claim on the partition's offsets row.
     claim: Mutex<Option<Claim>>,
     /// Whether `claim` is set, readable per record without the lock.
@@ -100,6 +109,7 @@ impl PartitionTracker {
             revoked: AtomicBool::new(false),
             halted_at: AtomicI64::new(i64::MAX),
             rewind_upto: AtomicI64::new(i64::MIN),
+            forward_from: AtomicI64::new(i64::MIN),
             claim: Mutex::new(None),
             claimed: AtomicBool::new(false),
             max_in_flight,
@@ -139,6 +149,23 @@ impl PartitionTracker {
         }
         self.rewind_upto.store(i64::MIN, Ordering::Release);
         false
+    }
+
+    /// Exactly-once: the consumer was sought forward from the record at
+    /// `at` to the database's offset.
+    pub fn forward(&self, at: i64) {
+        self.forward_from.store(at, Ordering::Release);
+    }
+
+    /// Exactly-once: whether the record at `offset` shows that the log went
+    /// back to its start after a seek forward (the broker found the
+    /// database's offset beyond the log's end and reset the position): the
+    /// records the database says are written are not in this log, so none
+    /// may be skipped in silence. Records past the first one (fetched
+    /// before the seek took effect) do not count.
+    pub fn went_back(&self, offset: i64) -> bool {
+        let from = self.forward_from.load(Ordering::Acquire);
+        from != i64::MIN && offset <= from
     }
 
     /// Exactly-once: whether the partition is claimed (no lock taken).
@@ -341,6 +368,16 @@ mod tests {
         assert!(!t.stale(30));
         // Over: later offsets flow again.
         assert!(!t.stale(41));
+    }
+
+    #[test]
+    fn a_record_at_or_before_the_first_after_a_seek_forward_means_the_log_went_back() {
+        let t = t();
+        assert!(!t.went_back(0));
+        t.forward(10);
+        assert!(!t.went_back(11), "fetched before the seek took effect");
+        assert!(t.went_back(10));
+        assert!(t.went_back(0));
     }
 
     #[test]
