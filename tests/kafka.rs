@@ -257,29 +257,28 @@ fn a_trap_inside_a_batch_costs_only_its_record_and_keeps_partition_order() {
     assert_eq!(keys(&out), expected);
 }
 
-#[test]
-fn an_output_the_broker_refuses_is_dead_lettered_as_produce_and_the_pipeline_goes_on() {
-    // tansu never refuses a record, so this runs against librdkafka's mock
-    // cluster: real TCP listeners that answer chosen requests with an error.
+/// A mock cluster (librdkafka's: real TCP listeners that answer chosen
+/// requests with an error, which tansu never does) with topics `in`, `out`
+/// and `dlq`, one record waiting in `in`, and a passthrough pipeline over
+/// it whose next `refusals` produce requests are refused as too large.
+fn refusing_cluster(
+    dir: &Path,
+    refusals: usize,
+) -> (
+    rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    Sluice,
+) {
     use rdkafka::mocking::MockCluster;
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     let cluster = MockCluster::new(1).unwrap();
     let brokers = cluster.bootstrap_servers();
-    let t = Topics {
-        input: "in".into(),
-        output: "out".into(),
-        dlq: "dlq".into(),
-    };
-    for name in [&t.input, &t.output, &t.dlq] {
+    for name in ["in", "out", "dlq"] {
         cluster.create_topic(name, 1, 1).unwrap();
     }
-    common::produce_to(&brokers, &t.input, &[("refused".into(), b"v0".to_vec())]);
-    // The output's produce request is refused, and so is its one retry
-    // alone: the record goes to the dead-letter topic.
+    common::produce_to(&brokers, "in", &[("refused".into(), b"v0".to_vec())]);
     let too_large = RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
-    cluster.request_errors(RDKafkaApiKey::Produce, &[too_large, too_large]);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("p.toml");
+    cluster.request_errors(RDKafkaApiKey::Produce, &vec![too_large; refusals]);
+    let file = dir.join("p.toml");
     std::fs::write(
         &file,
         format!(
@@ -296,26 +295,62 @@ path = "{plugin}"
         ),
     )
     .unwrap();
-    let mut s = Sluice::run(&file, &dir.path().join("log"));
+    let s = Sluice::run(&file, &dir.join("log"));
+    (cluster, s)
+}
+
+#[test]
+fn an_output_the_broker_refuses_is_dead_lettered_as_produce_and_the_pipeline_goes_on() {
+    // The output's produce request is refused, and so is its one retry
+    // alone: the record goes to the dead-letter topic.
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, mut s) = refusing_cluster(dir.path(), 2);
+    let brokers = cluster.bootstrap_servers();
     let dl = collect(
-        &common::consumer_of(&brokers, &t.dlq),
+        &common::consumer_of(&brokers, "dlq"),
         Duration::from_secs(60),
         Duration::from_secs(1),
         |g| !g.is_empty(),
     );
     assert_eq!(keys(&dl), ["refused"], "{}", s.log_text());
     assert_eq!(dl[0].header("sluice.error.kind"), Some("produce"));
+    assert_eq!(dl[0].value, b"v0");
     // One refused record neither stops nor wedges the pipeline.
     let more: Vec<(String, Vec<u8>)> = (1..=10).map(|i| (format!("k{i}"), b"v".to_vec())).collect();
-    common::produce_to(&brokers, &t.input, &more);
+    common::produce_to(&brokers, "in", &more);
     let out = collect(
-        &common::consumer_of(&brokers, &t.output),
+        &common::consumer_of(&brokers, "out"),
         Duration::from_secs(60),
         Duration::from_secs(1),
         |g| g.len() >= 10,
     );
     let expected: Vec<String> = more.iter().map(|(k, _)| k.clone()).collect();
     assert_eq!(keys(&out), expected, "{}", s.log_text());
+    assert!(s.terminate(), "{}", s.log_text());
+}
+
+#[test]
+fn a_dead_letter_the_broker_refuses_goes_again_without_its_value() {
+    // Refused: the output in its batch, the output alone, then the dead
+    // letter itself. The dead letter goes again without its value.
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, mut s) = refusing_cluster(dir.path(), 3);
+    let dl = collect(
+        &common::consumer_of(&cluster.bootstrap_servers(), "dlq"),
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        |g| !g.is_empty(),
+    );
+    assert_eq!(keys(&dl), ["refused"], "{}", s.log_text());
+    assert_eq!(dl[0].header("sluice.error.kind"), Some("produce"));
+    assert!(dl[0].value.is_empty());
+    assert!(
+        dl[0]
+            .header("sluice.value.omitted")
+            .is_some_and(|v| v.starts_with("2 bytes")),
+        "{:?}",
+        dl[0].headers
+    );
     assert!(s.terminate(), "{}", s.log_text());
 }
 

@@ -93,6 +93,9 @@ pub struct Work {
     /// Set when shutdown interrupted the record: it is neither produced nor
     /// finished, so its offset is never committed and it is read again.
     pub abandoned: bool,
+    /// Why the broker refused this record's dead letter (asynchronously):
+    /// it is sent again without its value (see `sink::dead_letter`).
+    pub dead_letter_refused: Option<String>,
     /// `name@sha256` of each plugin version that processed the record, in
     /// chain order: the provenance header of its outputs and dead letters.
     pub versions: SmallVec<[Arc<str>; 2]>,
@@ -121,6 +124,7 @@ impl Work {
             routed: Vec::new(),
             failure: None,
             abandoned: false,
+            dead_letter_refused: None,
             versions: SmallVec::new(),
             tracker,
             permit,

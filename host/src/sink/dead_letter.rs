@@ -9,7 +9,9 @@
 //! [`MAX_MESSAGE`] bytes. A copy the producer refuses as too large is sent
 //! again without its value, with `sluice.value.omitted` giving the value's
 //! size: the record is still at its source offset, and one oversized
-//! record never wedges its partition.
+//! record never wedges its partition. The same goes for a dead letter the
+//! broker refuses after accepting it into the producer's queue
+//! ([`Work::dead_letter_refused`], set by the router's redelivery).
 //!
 //! Null stays null: the dead letter of a tombstone (null value) has a null
 //! value, not an empty one, and a source header whose value was null is
@@ -187,8 +189,18 @@ impl DeadLetterWriter {
         if let Some(k) = key {
             rec = rec.key(k);
         }
-        match super::kafka::enqueue(&self.producer, rec).await {
-            Err(e) if super::kafka::refuses_record(&e) => {
+        let sent = match &work.dead_letter_refused {
+            // The broker refused this dead letter already: go without the
+            // value at once.
+            Some(why) => Err(why.clone()),
+            None => match super::kafka::enqueue(&self.producer, rec).await {
+                Err(e) if super::kafka::refuses_record(&e) => Err(e.to_string()),
+                other => Ok(other),
+            },
+        };
+        match sent {
+            Ok(other) => other,
+            Err(e) => {
                 let omitted = format!("{} bytes: {e}", value.map_or(0, <[u8]>::len));
                 let h = headers(record, &work.nulls, failure, provenance).insert(Header {
                     key: H_OMITTED,
@@ -203,7 +215,6 @@ impl DeadLetterWriter {
                 }
                 super::kafka::enqueue(&self.producer, rec).await
             }
-            other => other,
         }
     }
 }

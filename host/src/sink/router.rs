@@ -218,31 +218,51 @@ impl Router {
     /// outputs may land after those of later records of their partition.
     pub async fn redeliver(&self, batch: Batch) -> anyhow::Result<Batch> {
         let mut done = Vec::with_capacity(batch.len());
-        for work in batch {
-            let work = match self.dispatch(vec![work]).await.await {
-                Ok(mut one) => one.pop(),
-                Err(Undelivered::Refused { mut batch, error }) => {
-                    let Some(mut work) = batch.pop() else {
-                        continue;
-                    };
-                    tracing::warn!(
-                        topic = %work.record.topic, partition = work.record.partition,
-                        offset = work.record.offset, %error,
-                        "the broker refused an output of this record; dead-lettering it"
-                    );
+        for mut work in batch {
+            // Each refusal moves the record one step on: its outputs, then
+            // its dead letter, then its dead letter without the value; a
+            // refusal of that too is fatal.
+            loop {
+                let error = match self.dispatch(vec![work]).await.await {
+                    Ok(one) => {
+                        done.extend(one);
+                        break;
+                    }
+                    Err(Undelivered::Refused { mut batch, error }) => match batch.pop() {
+                        Some(w) => {
+                            work = w;
+                            error
+                        }
+                        None => break,
+                    },
+                    Err(e) => return Err(e.into_error()),
+                };
+                let at = (
+                    &*work.record.topic,
+                    work.record.partition,
+                    work.record.offset,
+                );
+                if work.failure.is_none() {
+                    tracing::warn!(topic = at.0, partition = at.1, offset = at.2, %error,
+                        "the broker refused an output of this record; dead-lettering it");
                     work.failure = Some(Failure::host(
                         "produce",
                         format!("the broker refused an output: {error}"),
                     ));
                     work.routed.clear();
-                    match self.dispatch(vec![work]).await.await {
-                        Ok(mut one) => one.pop(),
-                        Err(e) => return Err(e.into_error()),
-                    }
+                } else if work.dead_letter_refused.is_none() {
+                    tracing::warn!(topic = at.0, partition = at.1, offset = at.2, %error,
+                        "the broker refused this record's dead letter; sending it without its value");
+                    work.dead_letter_refused = Some(error.to_string());
+                } else {
+                    anyhow::bail!(
+                        "fatal produce error: the broker refused the dead letter of {}/{} offset {} even without its value: {error}",
+                        at.0,
+                        at.1,
+                        at.2
+                    );
                 }
-                Err(e) => return Err(e.into_error()),
-            };
-            done.extend(work);
+            }
         }
         Ok(done)
     }
