@@ -110,6 +110,13 @@ pub struct Work {
 /// Records handed on together, each partition's in offset order.
 pub type Batch = Vec<Work>;
 
+/// Whether two records belong to the same partition assignment: split a
+/// batch into runs of one partition's records with
+/// `batch.chunk_by(same_partition)`.
+pub fn same_partition(a: &Work, b: &Work) -> bool {
+    Arc::ptr_eq(&a.tracker, &b.tracker)
+}
+
 impl Work {
     pub fn new(
         record: Input,

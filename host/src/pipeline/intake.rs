@@ -36,7 +36,7 @@ use super::stage::{Next, lane};
 use crate::config::pipeline::Pipeline;
 use crate::metrics::PipelineMetrics;
 use crate::plugin::{Header, Input};
-use crate::record::{Batch, Nulls, Work};
+use crate::record::{Batch, Nulls, Work, same_partition};
 use crate::sink::sql::SqlSink;
 use crate::source::kafka::{PartitionKey, SourceConsumer, Trackers};
 use crate::source::offsets::PartitionTracker;
@@ -471,16 +471,10 @@ impl Intake<'_> {
 /// Register a batch's offsets with their trackers, one lock per run of
 /// one partition's records.
 fn begin(batch: &[Work]) {
-    let mut rest = batch;
-    while let Some(first) = rest.first() {
-        let n = rest
-            .iter()
-            .take_while(|w| Arc::ptr_eq(&w.tracker, &first.tracker))
-            .count();
-        first
+    for run in batch.chunk_by(same_partition) {
+        run[0]
             .tracker
-            .begin_all(rest[..n].iter().map(|w| w.record.offset));
-        rest = &rest[n..];
+            .begin_all(run.iter().map(|w| w.record.offset));
     }
 }
 

@@ -240,7 +240,9 @@ impl Stage {
                 Some(inputs) => inputs.as_slice(),
                 None => std::slice::from_ref(&work.record),
             };
-            let mine: Vec<Option<Outcome>> = answers.by_ref().take(inputs.len()).collect();
+            // This record's answers, one per input; whatever `answer`
+            // leaves unread (it stops at a failure) is skipped below.
+            let mut mine = answers.by_ref().take(inputs.len());
             let mut hand_on_earlier = || {
                 if !done.is_empty() {
                     // A send error means the pipeline is stopping: what
@@ -250,11 +252,12 @@ impl Stage {
             };
             let answer = self.answer(
                 inputs,
-                mine,
+                &mut mine,
                 &work.tracker,
                 &work.routed,
                 &mut hand_on_earlier,
             );
+            mine.for_each(drop);
             match answer {
                 Ok(outputs) => {
                     for o in outputs {
@@ -324,14 +327,13 @@ impl Stage {
     fn answer(
         &mut self,
         inputs: &[Input],
-        answers: Vec<Option<Outcome>>,
+        answers: &mut dyn Iterator<Item = Option<Outcome>>,
         tracker: &PartitionTracker,
         routed: &[Output],
         before_backoff: &mut dyn FnMut(),
     ) -> Result<Vec<Output>, Option<Failure>> {
         let mut outputs = Vec::new();
         let mut bytes = output_bytes(routed);
-        let mut answers = answers.into_iter();
         for input in inputs {
             let before = outputs.len();
             match answers.next().flatten() {

@@ -20,7 +20,7 @@ use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use super::offsets::PartitionTracker;
 use crate::config::kafka::{KafkaSource, OffsetReset, PropertyBuilder};
 use crate::metrics::PipelineMetrics;
-use crate::record::Work;
+use crate::record::{Work, same_partition};
 
 /// Key of a partition.
 pub type PartitionKey = (Arc<str>, i32);
@@ -263,24 +263,15 @@ pub type SourceConsumer = StreamConsumer<SourceContext>;
 /// read again, so they do not finish.
 pub fn finish(consumer: &SourceConsumer, batch: &[Work], metrics: &PipelineMetrics) {
     let mut moved: Vec<(&PartitionTracker, i64)> = Vec::new();
-    let mut rest = batch;
-    while let Some(first) = rest.first() {
-        let n = rest
-            .iter()
-            .take_while(|w| Arc::ptr_eq(&w.tracker, &first.tracker))
-            .count();
-        let offsets = rest[..n]
-            .iter()
-            .filter(|w| !w.abandoned)
-            .map(|w| w.record.offset);
-        if let Some(last) = first.tracker.finish_all(offsets) {
-            let t: &PartitionTracker = &first.tracker;
+    for run in batch.chunk_by(same_partition) {
+        let offsets = run.iter().filter(|w| !w.abandoned).map(|w| w.record.offset);
+        let t: &PartitionTracker = &run[0].tracker;
+        if let Some(last) = t.finish_all(offsets) {
             match moved.iter_mut().find(|(m, _)| std::ptr::eq(*m, t)) {
                 Some((_, o)) => *o = last,
                 None => moved.push((t, last)),
             }
         }
-        rest = &rest[n..];
     }
     if moved.is_empty() {
         return;

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 
@@ -72,22 +71,6 @@ impl QuietLog {
         if let Some(held) = self.admit(&kind) {
             tracing::warn!(target: "librdkafka", %error, held, "{reason}");
         }
-    }
-}
-
-/// The context of every producer sluice makes: quiet logging only.
-#[derive(Debug, Default)]
-pub struct QuietContext {
-    log: QuietLog,
-}
-
-impl ClientContext for QuietContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        self.log.log(level, fac, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.log.error(&error, reason);
     }
 }
 
