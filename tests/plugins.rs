@@ -450,7 +450,7 @@ fn through(chain: &mut [Instance], input: Input) -> End {
                     headers: o.headers,
                     ..i.clone()
                 })),
-                Err(e) => return End::DeadLetter(e.kind()),
+                Err(e) => return End::DeadLetter(e.kind().as_str()),
             }
         }
         inputs = next;

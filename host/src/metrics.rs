@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use metrics::{Counter, Gauge, Histogram};
+
+use crate::record::FailureKind;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const RECORDS_IN: &str = "sluice_records_in_total";
@@ -164,8 +166,8 @@ impl PipelineMetrics {
     }
 
     /// Counter of records dead-lettered for `kind`.
-    pub fn dead_lettered(&self, kind: &'static str) -> Counter {
-        metrics::counter!(RECORDS_DEAD_LETTERED, "pipeline" => self.pipeline.clone(), "kind" => kind)
+    pub fn dead_lettered(&self, kind: FailureKind) -> Counter {
+        metrics::counter!(RECORDS_DEAD_LETTERED, "pipeline" => self.pipeline.clone(), "kind" => kind.as_str())
     }
 
     /// Per-plugin call latency and trap counters.
@@ -197,11 +199,11 @@ pub struct PluginMetrics {
 
 impl PluginMetrics {
     /// Count a trap of the given kind; other kinds are not traps.
-    pub fn trapped(&self, kind: &str) {
+    pub fn trapped(&self, kind: FailureKind) {
         match kind {
-            "deadline" => self.deadline.increment(1),
-            "memory" => self.memory.increment(1),
-            "trap" => self.trap.increment(1),
+            FailureKind::Deadline => self.deadline.increment(1),
+            FailureKind::Memory => self.memory.increment(1),
+            FailureKind::Trap => self.trap.increment(1),
             _ => {}
         }
     }

@@ -22,6 +22,62 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::plugin::{Input, Output, PluginError};
 use crate::source::offsets::PartitionTracker;
 
+/// Why a record went to the dead-letter topic: the `sluice.error.kind`
+/// header's value and the `kind` label of the dead-letter counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The plugin rejected the record as malformed (`process-error::invalid`).
+    Invalid,
+    /// The plugin failed for now (`process-error::transient`) and retries ran out.
+    Transient,
+    /// The plugin ran past its deadline.
+    Deadline,
+    /// The plugin reached its memory limit.
+    Memory,
+    /// The plugin's outputs exceeded the output limit.
+    OutputLimit,
+    /// The plugin trapped (a panic, an unreachable).
+    Trap,
+    /// An output named a route the pipeline does not define.
+    Route,
+    /// The broker refused an output (too large, say).
+    Produce,
+    /// The database refused a row.
+    Sql,
+    /// The plugin routed the output to the dead-letter topic itself.
+    Routed,
+}
+
+impl FailureKind {
+    /// The stable name, as written in headers, metrics and logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Invalid => "invalid",
+            FailureKind::Transient => "transient",
+            FailureKind::Deadline => "deadline",
+            FailureKind::Memory => "memory",
+            FailureKind::OutputLimit => "output-limit",
+            FailureKind::Trap => "trap",
+            FailureKind::Route => "route",
+            FailureKind::Produce => "produce",
+            FailureKind::Sql => "sql",
+            FailureKind::Routed => "routed",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for FailureKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// Why a record is headed for the dead-letter topic.
 #[derive(Debug, Clone)]
 pub struct Failure {
@@ -29,8 +85,7 @@ pub struct Failure {
     pub plugin: Arc<str>,
     /// That plugin's content hash ("" for host-side rejections).
     pub hash: Arc<str>,
-    /// Stable kind name: invalid, transient, deadline, memory, trap, route, produce.
-    pub kind: &'static str,
+    pub kind: FailureKind,
     pub message: String,
 }
 
@@ -44,7 +99,7 @@ impl Failure {
         }
     }
 
-    pub fn host(kind: &'static str, message: String) -> Self {
+    pub fn host(kind: FailureKind, message: String) -> Self {
         Failure {
             plugin: "sluice".into(),
             hash: "".into(),
@@ -52,6 +107,27 @@ impl Failure {
             message,
         }
     }
+}
+
+/// What becomes of a record. It starts as [`Fate::Pass`]; a stage or sink
+/// may send it to the dead-letter topic or abandon it, never back.
+/// Whether a fate lets the record's offset be committed is decided in one
+/// place, `source::offsets`.
+#[derive(Debug, Default)]
+pub enum Fate {
+    /// Its outputs are written.
+    #[default]
+    Pass,
+    /// It goes to the dead-letter topic instead of its outputs.
+    DeadLetter {
+        failure: Failure,
+        /// Why the broker refused its dead letter (asynchronously): it is
+        /// sent again without its value (see `sink::dead_letter`).
+        refused: Option<String>,
+    },
+    /// Shutdown or a lost partition interrupted it: it is neither written
+    /// nor finished, so its offset is never committed and it is read again.
+    Abandoned,
 }
 
 /// Which parts of a source record were null, where its [`Input`] holds
@@ -88,14 +164,8 @@ pub struct Work {
     pub pending: Vec<Input>,
     /// Outputs that left the chain, with their route (`None` = default).
     pub routed: Vec<Output>,
-    /// Set when the record must be dead-lettered instead.
-    pub failure: Option<Failure>,
-    /// Set when shutdown interrupted the record: it is neither produced nor
-    /// finished, so its offset is never committed and it is read again.
-    pub abandoned: bool,
-    /// Why the broker refused this record's dead letter (asynchronously):
-    /// it is sent again without its value (see `sink::dead_letter`).
-    pub dead_letter_refused: Option<String>,
+    /// Written, dead-lettered or abandoned.
+    pub fate: Fate,
     /// `name@sha256` of each plugin version that processed the record, in
     /// chain order: the provenance header of its outputs and dead letters.
     pub versions: SmallVec<[Arc<str>; 2]>,
@@ -129,13 +199,24 @@ impl Work {
             nulls,
             pending: Vec::new(),
             routed: Vec::new(),
-            failure: None,
-            abandoned: false,
-            dead_letter_refused: None,
+            fate: Fate::Pass,
             versions: SmallVec::new(),
             tracker,
             permit,
         }
+    }
+
+    /// Whether the record is still headed for its outputs.
+    pub fn passes(&self) -> bool {
+        matches!(self.fate, Fate::Pass)
+    }
+
+    /// Send the record to the dead-letter topic instead of its outputs.
+    pub fn dead_letter(&mut self, failure: Failure) {
+        self.fate = Fate::DeadLetter {
+            failure,
+            refused: None,
+        };
     }
 
     /// The provenance header's value: the versions that processed the

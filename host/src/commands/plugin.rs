@@ -166,7 +166,7 @@ impl<W: Write> Runner<'_, W> {
             }
             Err(e) => self.emit(&json!({
                 "input": id,
-                "error": {"kind": e.kind(), "message": e.message()},
+                "error": {"kind": e.kind().as_str(), "message": e.message()},
             }))?,
         }
         Ok(())

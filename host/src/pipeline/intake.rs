@@ -16,9 +16,7 @@
 //! Short waits do not pause: a pause costs a fetch round trip on resume.
 //! Records are handed on in offset order per partition.
 //!
-//! A null value or null header value reaches plugins as empty (the WIT
-//! cannot say null); which parts were null travels beside the record in
-//! [`Nulls`], for its dead letter.
+//! The source turns each message into a record ([`kafka::record`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -28,17 +26,17 @@ use futures::FutureExt as _;
 use rdkafka::Message as _;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::Consumer as _;
-use rdkafka::message::{BorrowedMessage, Headers as _};
+use rdkafka::message::BorrowedMessage;
 use tokio::sync::{OwnedSemaphorePermit, TryAcquireError, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::stage::{Next, lane};
 use crate::config::pipeline::Pipeline;
 use crate::metrics::PipelineMetrics;
-use crate::plugin::{Header, Input};
+use crate::plugin::Input;
 use crate::record::{Batch, Nulls, Work, same_partition};
 use crate::sink::sql::SqlSink;
-use crate::source::kafka::{PartitionKey, SourceConsumer, Trackers};
+use crate::source::kafka::{self, PartitionKey, SourceConsumer, Trackers};
 use crate::source::offsets::PartitionTracker;
 
 /// How long the loop waits for a permit or for room in a stage queue
@@ -220,7 +218,7 @@ impl Intake<'_> {
         if tracker.skips(msg.offset()) || tracker.stale(msg.offset()) {
             return Ok(None);
         }
-        Ok(Some((read(&msg), tracker)))
+        Ok(Some((kafka::record(&msg), tracker)))
     }
 
     /// Put a record in its lane's batch if its partition has a permit
@@ -476,41 +474,6 @@ fn begin(batch: &[Work]) {
             .tracker
             .begin_all(run.iter().map(|w| w.record.offset));
     }
-}
-
-/// `msg` as a plugin input, null parts as empty, and which parts were null.
-fn read(msg: &BorrowedMessage<'_>) -> Read {
-    let mut nulls = Nulls {
-        value: msg.payload().is_none(),
-        headers: Vec::new(),
-    };
-    let headers = msg
-        .headers()
-        .map(|hs| {
-            hs.iter()
-                .enumerate()
-                .map(|(i, h)| {
-                    if h.value.is_none() {
-                        nulls.headers.push(i);
-                    }
-                    Header {
-                        name: h.key.to_owned(),
-                        value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let record = Input {
-        topic: msg.topic().to_owned(),
-        partition: msg.partition(),
-        offset: msg.offset(),
-        timestamp: msg.timestamp().to_millis(),
-        key: msg.key().map(<[u8]>::to_vec),
-        value: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-        headers,
-    };
-    (record, nulls)
 }
 
 /// Wake the loop once `tracker` has a permit free (or is revoked).

@@ -303,8 +303,8 @@ async fn sink_loop(
     let result = loop {
         tokio::select! {
             b = rx.recv(), if open => match b {
-                Some(batch) => {
-                    let batch = writable(batch);
+                Some(mut batch) => {
+                    crate::source::offsets::retain_writable(&mut batch);
                     if !batch.is_empty() {
                         let delivery = sink.dispatch(batch).await;
                         inflight.push(delivery);
@@ -341,20 +341,4 @@ async fn sink_loop(
         tracing::warn!(error = %e, "producer flush on shutdown");
     }
     result
-}
-
-/// The records of `batch` that may still be written. An abandoned record
-/// is read again, so it halts its partition: nothing after it is written
-/// or committed in this assignment. A revoked partition's records are read
-/// again by its new owner.
-fn writable(batch: Batch) -> Batch {
-    let mut keep = batch;
-    keep.retain(|work| {
-        if work.abandoned {
-            work.tracker.halt(work.record.offset);
-            return false;
-        }
-        !work.tracker.is_revoked() && !work.tracker.halts(work.record.offset)
-    });
-    keep
 }

@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 use crate::config::pipeline::RetryConfig;
 use crate::metrics::{PipelineMetrics, PluginMetrics};
 use crate::plugin::{Input, Instance, Outcome, Output, PluginError, output_bytes};
-use crate::record::{Batch, Failure, Work};
+use crate::record::{Batch, Failure, Fate, Work};
 use crate::source::offsets::PartitionTracker;
 use crate::swap::{PluginSlot, Version};
 
@@ -117,10 +117,10 @@ impl Stage {
                 // reads this record again, so it must not be processed
                 // here too.
                 if work.tracker.is_revoked() {
-                    work.abandoned = true;
+                    work.fate = Fate::Abandoned;
                 }
             }
-            if batch.iter().any(|w| w.failure.is_none() && !w.abandoned) {
+            if batch.iter().any(Work::passes) {
                 self.follow_slot();
                 batch = self.process(batch, &next);
             }
@@ -205,9 +205,7 @@ impl Stage {
     /// a record in backoff never holds back those that were read before
     /// it.
     fn process(&mut self, mut batch: Batch, next: &Next) -> Batch {
-        let live: Vec<usize> = (0..batch.len())
-            .filter(|&i| batch[i].failure.is_none() && !batch[i].abandoned)
-            .collect();
+        let live: Vec<usize> = (0..batch.len()).filter(|&i| batch[i].passes()).collect();
         for &i in &live {
             batch[i].versions.push(self.version.tag.clone());
         }
@@ -358,8 +356,8 @@ impl Stage {
 
     fn fail(&self, work: &mut Work, f: Option<Failure>) {
         match f {
-            Some(f) => work.failure = Some(f),
-            None => work.abandoned = true,
+            Some(f) => work.dead_letter(f),
+            None => work.fate = Fate::Abandoned,
         }
         work.pending.clear();
         work.routed.clear();

@@ -37,6 +37,7 @@ pub use http::{AllowList, HttpClient, HttpPolicy, PolicyError};
 pub use limits::Limits;
 
 use crate::config::http::HttpConfig;
+use crate::record::FailureKind;
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -95,14 +96,14 @@ pub enum PluginError {
 impl PluginError {
     /// The kind's stable name, as used in dead-letter headers, metrics and
     /// `sluice plugin run` output.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> FailureKind {
         match self {
-            PluginError::Invalid(_) => "invalid",
-            PluginError::Transient(_) => "transient",
-            PluginError::Deadline { .. } => "deadline",
-            PluginError::Memory { .. } => "memory",
-            PluginError::OutputLimit(_) => "output-limit",
-            PluginError::Trap(_) => "trap",
+            PluginError::Invalid(_) => FailureKind::Invalid,
+            PluginError::Transient(_) => FailureKind::Transient,
+            PluginError::Deadline { .. } => FailureKind::Deadline,
+            PluginError::Memory { .. } => FailureKind::Memory,
+            PluginError::OutputLimit(_) => FailureKind::OutputLimit,
+            PluginError::Trap(_) => FailureKind::Trap,
         }
     }
 
@@ -448,7 +449,7 @@ impl Instance {
         };
         tracing::warn!(
             plugin = %self.plugin.name,
-            kind = err.kind(),
+            kind = %err.kind(),
             error = %err,
             "plugin trapped; rebuilding its instance"
         );

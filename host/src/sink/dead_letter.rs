@@ -11,7 +11,7 @@
 //! size: the record is still at its source offset, and one oversized
 //! record never wedges its partition. The same goes for a dead letter the
 //! broker refuses after accepting it into the producer's queue
-//! ([`Work::dead_letter_refused`], set by the router's redelivery).
+//! ([`Fate::DeadLetter`]'s `refused`, set by the router's redelivery).
 //!
 //! Null stays null: the dead letter of a tombstone (null value) has a null
 //! value, not an empty one, and a source header whose value was null is
@@ -32,7 +32,7 @@ use super::acks::Acks;
 use super::kafka::Record;
 
 use crate::plugin::{Input, Output};
-use crate::record::{Failure, Nulls, Work};
+use crate::record::{Failure, Fate, Nulls, Work};
 
 pub const H_TOPIC: &str = "sluice.source.topic";
 pub const H_PARTITION: &str = "sluice.source.partition";
@@ -127,7 +127,7 @@ pub fn headers(
         (H_OFFSET, &record.offset.to_string()),
         (H_PLUGIN, &failure.plugin),
         (H_PLUGIN_HASH, &failure.hash),
-        (H_KIND, failure.kind),
+        (H_KIND, failure.kind.as_str()),
         (H_MESSAGE, &cut(&failure.message, MAX_MESSAGE)),
         (H_TIMESTAMP, &now),
     ];
@@ -189,7 +189,11 @@ impl DeadLetterWriter {
         if let Some(k) = key {
             rec = rec.key(k);
         }
-        let sent = match &work.dead_letter_refused {
+        let refused = match &work.fate {
+            Fate::DeadLetter { refused, .. } => refused.as_ref(),
+            _ => None,
+        };
+        let sent = match refused {
             // The broker refused this dead letter already: go without the
             // value at once.
             Some(why) => Err(why.clone()),
@@ -222,6 +226,7 @@ impl DeadLetterWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::FailureKind;
     use rdkafka::message::Headers;
 
     #[test]
@@ -260,7 +265,7 @@ mod tests {
             ("x-sluice-version", b"forged"),
             ("trace-id", b"abc"),
         ]);
-        let failure = Failure::host("route", "no such route".into());
+        let failure = Failure::host(FailureKind::Route, "no such route".into());
         let h = headers(
             &record,
             &Nulls::default(),
@@ -287,7 +292,7 @@ mod tests {
             value: true,
             headers: vec![0, 2],
         };
-        let failure = Failure::host("route", "no such route".into());
+        let failure = Failure::host(FailureKind::Route, "no such route".into());
         let h = headers(&record, &nulls, &failure, None);
         let got: Vec<(&str, Option<&[u8]>)> =
             (0..3).map(|i| (h.get(i).key, h.get(i).value)).collect();

@@ -25,7 +25,7 @@ use super::kafka::{Producers, TopicRoute};
 use super::sql::{JobRow, SqlJob, SqlSink};
 use crate::config::pipeline::{DEFAULT_ROUTE, Pipeline};
 use crate::metrics::PipelineMetrics;
-use crate::record::{Batch, Failure, Work};
+use crate::record::{Batch, Failure, FailureKind, Fate, Work};
 
 enum Target {
     /// A topic, and the index of its output counter in `Router::counters`.
@@ -158,7 +158,7 @@ impl Router {
                 Ok(rows) => rows,
                 Err(e) => return Box::pin(async move { Err(e.into()) }),
             };
-            if work.failure.is_none() && work.routed.is_empty() {
+            if work.passes() && work.routed.is_empty() {
                 filtered += 1;
             }
             match &self.sql {
@@ -242,25 +242,30 @@ impl Router {
                     work.record.partition,
                     work.record.offset,
                 );
-                if work.failure.is_none() {
-                    tracing::warn!(topic = at.0, partition = at.1, offset = at.2, %error,
-                        "the broker refused an output of this record; dead-lettering it");
-                    work.failure = Some(Failure::host(
-                        "produce",
-                        format!("the broker refused an output: {error}"),
-                    ));
-                    work.routed.clear();
-                } else if work.dead_letter_refused.is_none() {
-                    tracing::warn!(topic = at.0, partition = at.1, offset = at.2, %error,
-                        "the broker refused this record's dead letter; sending it without its value");
-                    work.dead_letter_refused = Some(error.to_string());
-                } else {
-                    anyhow::bail!(
+                match &mut work.fate {
+                    Fate::Pass => {
+                        tracing::warn!(topic = at.0, partition = at.1, offset = at.2, %error,
+                            "the broker refused an output of this record; dead-lettering it");
+                        work.dead_letter(Failure::host(
+                            FailureKind::Produce,
+                            format!("the broker refused an output: {error}"),
+                        ));
+                        work.routed.clear();
+                    }
+                    Fate::DeadLetter {
+                        refused: refused @ None,
+                        ..
+                    } => {
+                        tracing::warn!(topic = at.0, partition = at.1, offset = at.2, %error,
+                            "the broker refused this record's dead letter; sending it without its value");
+                        *refused = Some(error.to_string());
+                    }
+                    _ => anyhow::bail!(
                         "fatal produce error: the broker refused the dead letter of {}/{} offset {} even without its value: {error}",
                         at.0,
                         at.1,
                         at.2
-                    );
+                    ),
                 }
             }
         }
@@ -278,21 +283,21 @@ impl Router {
     ) -> anyhow::Result<Vec<JobRow>> {
         // Resolve every route first, so a bad route dead-letters the whole
         // record rather than half of it.
-        if work.failure.is_none()
+        if work.passes()
             && let Some(bad) = work.routed.iter().find_map(|o| {
                 let r = o.route.as_deref().unwrap_or(DEFAULT_ROUTE);
                 (!self.routes.contains_key(r)).then(|| r.to_owned())
             })
         {
-            work.failure = Some(Failure::host(
-                "route",
+            work.dead_letter(Failure::host(
+                FailureKind::Route,
                 format!(
                     "plugin emitted an output on route `{bad}`, which the pipeline does not define"
                 ),
             ));
         }
         let mut rows: Vec<JobRow> = Vec::new();
-        if work.failure.is_none()
+        if work.passes()
             && let Err(e) = self.write_outputs(work, acks, &mut rows, outs).await
         {
             if !super::kafka::refuses_record(&e) {
@@ -304,17 +309,17 @@ impl Router {
             // The broker would never take this output (too large, say):
             // dead-letter the source record instead. Writes already
             // enqueued for it stand; duplicates are allowed, loss is not.
-            work.failure = Some(Failure::host(
-                "produce",
+            work.dead_letter(Failure::host(
+                FailureKind::Produce,
                 format!("cannot produce output: {e}"),
             ));
             rows.clear();
         }
-        if let Some(f) = &work.failure {
+        if let Fate::DeadLetter { failure: f, .. } = &work.fate {
             self.metrics.dead_lettered(f.kind).increment(1);
             tracing::debug!(
                 topic = %work.record.topic, partition = work.record.partition, offset = work.record.offset,
-                kind = f.kind, error = %f.message, "dead-lettering record"
+                kind = %f.kind, error = %f.message, "dead-lettering record"
             );
             if let Err(e) = self.dead_letters.send(work, Payload::Source, f, acks).await {
                 // Nothing after this record may be written or committed
@@ -355,8 +360,11 @@ impl Router {
                     }
                 }
                 Target::DeadLetter => {
-                    let f = Failure::host("routed", format!("plugin routed output to `{route}`"));
-                    self.metrics.dead_lettered("routed").increment(1);
+                    let f = Failure::host(
+                        FailureKind::Routed,
+                        format!("plugin routed output to `{route}`"),
+                    );
+                    self.metrics.dead_lettered(FailureKind::Routed).increment(1);
                     self.dead_letters
                         .send(work, Payload::output(o), &f, acks)
                         .await?;
@@ -372,8 +380,8 @@ impl Router {
                         Err(msg) => {
                             // A value that won't map is a bad row: it alone
                             // goes to the dead-letter topic.
-                            let f = Failure::host("sql", msg);
-                            self.metrics.dead_lettered("sql").increment(1);
+                            let f = Failure::host(FailureKind::Sql, msg);
+                            self.metrics.dead_lettered(FailureKind::Sql).increment(1);
                             self.dead_letters
                                 .send(work, Payload::output(o), &f, acks)
                                 .await?;

@@ -1,6 +1,11 @@
 //! The Kafka source: a `StreamConsumer` in a consumer group (or with an
 //! explicit assignment), plus the context that reacts to rebalances and
-//! statistics.
+//! statistics. It owns a record's way in ([`record`]: a message becomes a
+//! plugin [`Input`]) and its offset's way out ([`finish`]).
+//!
+//! A null value or null header value reaches plugins as empty (the WIT
+//! cannot say null); which parts were null travels beside the record in
+//! [`Nulls`], for its dead letter.
 //!
 //! When an offset may be committed: only offsets that a [`PartitionTracker`]
 //! released are stored (`enable.auto.offset.store=false`), by [`finish`],
@@ -15,12 +20,14 @@ use std::sync::{Arc, Mutex};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
-use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
+use rdkafka::message::{BorrowedMessage, Headers as _};
+use rdkafka::{ClientContext, Message as _, Offset, Statistics, TopicPartitionList};
 
-use super::offsets::PartitionTracker;
+use super::offsets::{self, PartitionTracker};
 use crate::config::kafka::{KafkaSource, OffsetReset, PropertyBuilder};
 use crate::metrics::PipelineMetrics;
-use crate::record::{Work, same_partition};
+use crate::plugin::{Header, Input};
+use crate::record::{Nulls, Work};
 
 /// Key of a partition.
 pub type PartitionKey = (Arc<str>, i32);
@@ -256,23 +263,46 @@ impl ConsumerContext for SourceContext {
 /// The consumer type every pipeline uses.
 pub type SourceConsumer = StreamConsumer<SourceContext>;
 
-/// Finish a batch of records whose writes are all acknowledged: release
-/// their offsets in their partitions' trackers (one lock per run of one
-/// partition's records) and store, in one call, each offset that moved.
-/// Records handed back abandoned (their partition moved or halted) are
-/// read again, so they do not finish.
+/// `msg` as a plugin input, null parts as empty, and which parts were null.
+pub fn record(msg: &BorrowedMessage<'_>) -> (Input, Nulls) {
+    let mut nulls = Nulls {
+        value: msg.payload().is_none(),
+        headers: Vec::new(),
+    };
+    let headers = msg
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    if h.value.is_none() {
+                        nulls.headers.push(i);
+                    }
+                    Header {
+                        name: h.key.to_owned(),
+                        value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let record = Input {
+        topic: msg.topic().to_owned(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        timestamp: msg.timestamp().to_millis(),
+        key: msg.key().map(<[u8]>::to_vec),
+        value: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        headers,
+    };
+    (record, nulls)
+}
+
+/// Finish a batch of records whose writes are all acknowledged
+/// ([`offsets::finish`] says which offsets that lets through) and store,
+/// in one call, each offset that moved.
 pub fn finish(consumer: &SourceConsumer, batch: &[Work], metrics: &PipelineMetrics) {
-    let mut moved: Vec<(&PartitionTracker, i64)> = Vec::new();
-    for run in batch.chunk_by(same_partition) {
-        let offsets = run.iter().filter(|w| !w.abandoned).map(|w| w.record.offset);
-        let t: &PartitionTracker = &run[0].tracker;
-        if let Some(last) = t.finish_all(offsets) {
-            match moved.iter_mut().find(|(m, _)| std::ptr::eq(*m, t)) {
-                Some((_, o)) => *o = last,
-                None => moved.push((t, last)),
-            }
-        }
-    }
+    let moved = offsets::finish(batch);
     if moved.is_empty() {
         return;
     }

@@ -37,6 +37,45 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use tokio::sync::Semaphore;
 
+use crate::record::{Batch, Fate, Work, same_partition};
+
+/// Keep the records of `batch` that may still be written, before the sink
+/// writes them. An abandoned record is read again, so it halts its
+/// partition: nothing after it is written or committed in this assignment.
+/// A revoked partition's records are read again by its new owner.
+pub fn retain_writable(batch: &mut Batch) {
+    batch.retain(|work| {
+        if matches!(work.fate, Fate::Abandoned) {
+            work.tracker.halt(work.record.offset);
+            return false;
+        }
+        !work.tracker.is_revoked() && !work.tracker.halts(work.record.offset)
+    });
+}
+
+/// Finish a batch of records whose writes are all acknowledged, one
+/// tracker lock per run of one partition's records. Every record finishes
+/// except an abandoned one (its partition moved or halted), which is read
+/// again. Returns each partition whose finished prefix moved, with the
+/// last offset of that prefix: the offset that may now be stored.
+pub fn finish(batch: &[Work]) -> Vec<(&PartitionTracker, i64)> {
+    let mut moved: Vec<(&PartitionTracker, i64)> = Vec::new();
+    for run in batch.chunk_by(same_partition) {
+        let offsets = run
+            .iter()
+            .filter(|w| !matches!(w.fate, Fate::Abandoned))
+            .map(|w| w.record.offset);
+        let t: &PartitionTracker = &run[0].tracker;
+        if let Some(last) = t.finish_all(offsets) {
+            match moved.iter_mut().find(|(m, _)| std::ptr::eq(*m, t)) {
+                Some((_, o)) => *o = last,
+                None => moved.push((t, last)),
+            }
+        }
+    }
+    moved
+}
+
 /// Offsets in flight for one partition in one assignment.
 #[derive(Debug)]
 pub struct PartitionTracker {

@@ -1,4 +1,4 @@
-//! The SQL source (seed 000's producer side): poll a query for unprocessed
+//! The SQL source (the crawler example's producer side): poll a query for unprocessed
 //! rows and publish each as a record, keyed by a chosen column.
 //!
 //! Promise: a row is published again only if the query still returns it

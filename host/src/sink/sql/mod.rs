@@ -41,7 +41,7 @@ use super::acks::Acks;
 use super::dead_letter::{DeadLetterWriter, Payload};
 use crate::config::pipeline::Pipeline;
 use crate::config::sql::{OnConflict, SqlConfig};
-use crate::record::{Failure, Work};
+use crate::record::{Failure, FailureKind, Fate, Work};
 use crate::source::offsets::{Claim, PartitionTracker};
 
 /// One row of a job: which table, its values, which output it came from.
@@ -509,7 +509,7 @@ impl Batcher {
             let job = &jobs[j];
             let output = &job.work.routed[job.rows[r].output];
             let table = &self.tables[job.rows[r].table].name;
-            let f = Failure::host("sql", format!("table {table}: {error}"));
+            let f = Failure::host(FailureKind::Sql, format!("table {table}: {error}"));
             tracing::warn!(
                 topic = %job.work.record.topic, partition = job.work.record.partition,
                 offset = job.work.record.offset, table = %table, error = %error, "row refused; dead-lettering it"
@@ -551,7 +551,7 @@ fn fenced(t: &PartitionTracker, o: &OffsetWrite<'_>) {
 /// Hand records back unwritten: they are neither written nor finished.
 fn abandon(jobs: Vec<SqlJob>) {
     for mut job in jobs {
-        job.work.abandoned = true;
+        job.work.fate = Fate::Abandoned;
         let _ = job.done.send(job.work);
     }
 }
