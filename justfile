@@ -7,6 +7,8 @@ export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME"
 plugin_target := env_var_or_default("SLUICE_PLUGIN_TARGET", env_var("HOME") + "/.cache/sluice/plugins-target")
 export SLUICE_TANSU := env_var_or_default("SLUICE_TANSU", env_var("HOME") + "/.cache/sluice/bin/tansu")
 
+# The demo runs these two.
+demo_crates := "recipe-parser calorie-alert"
 plugin_crates := "recipe-parser calorie-alert page-parser passthrough busy-loop alloc-bomb panic big-output http-fetch init-trap flaky sleeper flood prober"
 
 default:
@@ -16,24 +18,32 @@ default:
 toolchains:
     bash .ci/install-toolchains
 
-# Build every plugin and test fixture into dist/plugins/<name>.wasm, in every language
-plugins: toolchains
+# Build the Rust plugins and test fixtures into dist/plugins/<name>.wasm (no toolchain but Rust's)
+plugins: (rust-plugins plugin_crates)
+
+# Build every plugin and test fixture, in every language (installs the Python, JS, C and Zig toolchains)
+plugins-all: plugins toolchains
     #!/usr/bin/env bash
     set -euo pipefail
-    rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
-    args=(); for c in {{plugin_crates}}; do args+=(-p "$c"); done
-    CARGO_TARGET_DIR="{{plugin_target}}" cargo build --profile plugin --target wasm32-wasip2 "${args[@]}"
-    mkdir -p dist/plugins
-    for c in {{plugin_crates}}; do
-        cp "{{plugin_target}}/wasm32-wasip2/plugin/${c//-/_}.wasm" "dist/plugins/$c.wasm"
-    done
     bash plugins/build-polyglot.sh dist/plugins
     bash tests/plugins/wat/build.sh dist/plugins
     # The hot-swap tests' second build of calorie-alert (default threshold
     # 300), in its own target dir so the two builds don't rebuild each other.
     CARGO_TARGET_DIR="{{plugin_target}}-variant" cargo build --profile plugin --target wasm32-wasip2 -p calorie-alert --features default-threshold-300
     cp "{{plugin_target}}-variant/wasm32-wasip2/plugin/calorie_alert.wasm" dist/plugins/calorie-alert-300.wasm
-    ls -la dist/plugins
+
+# Build the named Rust plugin crates into dist/plugins/<name>.wasm
+[private]
+rust-plugins crates:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+    args=(); for c in {{crates}}; do args+=(-p "$c"); done
+    CARGO_TARGET_DIR="{{plugin_target}}" cargo build --profile plugin --target wasm32-wasip2 "${args[@]}"
+    mkdir -p dist/plugins
+    for c in {{crates}}; do
+        cp "{{plugin_target}}/wasm32-wasip2/plugin/${c//-/_}.wasm" "dist/plugins/$c.wasm"
+    done
 
 # Install the tansu broker (Kafka-compatible) into ~/.cache/sluice/bin
 broker-install:
@@ -48,8 +58,12 @@ build:
     cargo build -p sluice
 
 # Run every test: plugin unit tests, host unit tests, integration tests against a real broker
-test: plugins broker-install
+test: plugins-all broker-install
     cargo test --workspace
+
+# Regenerate the generated part of docs/config.md from the config types' docs
+docs:
+    SLUICE_BLESS=1 cargo test -p sluice --test config_reference
 
 # fmt + clippy, as CI wants them
 lint:
@@ -57,13 +71,13 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
 
 # The recipe pipeline end to end on a local broker
-demo: plugins broker-install build
+demo: (rust-plugins demo_crates) broker-install build
     bash examples/recipes/demo.sh
 
 # The demo, left running: rebuild a plugin with `just plugins` and watch it swap in
-demo-live: plugins broker-install build
+demo-live: (rust-plugins demo_crates) broker-install build
     SLUICE_DEMO_LIVE=1 bash examples/recipes/demo.sh
 
 # Benchmarks: criterion for plugin calls, results into BENCHMARKS.md
-bench: plugins
+bench: plugins-all
     bash .ci/bench

@@ -350,3 +350,24 @@ fn a_secret_with_quotes_backslashes_and_newlines_is_taken_as_it_is() {
     assert!(o.status.success(), "{err}");
     assert!(!err.contains("e\\u0041"), "{err}");
 }
+
+/// The pipeline file the Kubernetes manifests and the container image ship
+/// (`deploy/kubernetes/pipeline.toml`) passes `sluice check`, with its
+/// plugin path pointed from the image's plugin folder to `dist/plugins`.
+#[test]
+fn the_deployed_pipeline_file_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipeline.toml");
+    let shipped =
+        std::fs::read_to_string(common::root().join("deploy/kubernetes/pipeline.toml")).unwrap();
+    assert!(shipped.contains("/usr/share/sluice/plugins/"), "{shipped}");
+    let plugins = common::plugin("calorie-alert");
+    let plugins = plugins.parent().unwrap().display().to_string();
+    std::fs::write(
+        &file,
+        shipped.replace("/usr/share/sluice/plugins", &plugins),
+    )
+    .unwrap();
+    let o = sluice(&["check", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

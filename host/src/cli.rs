@@ -17,10 +17,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "SLUICE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The `sluice` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Work with a single plugin, without Kafka.
@@ -42,6 +44,7 @@ pub enum Command {
     Consume(ConsumeArgs),
 }
 
+/// The `sluice plugin` subcommands: one plugin component, no Kafka.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// Run a plugin over records read from files or stdin; one JSON line per
@@ -56,6 +59,7 @@ pub enum PluginCommand {
     New(PluginNewArgs),
 }
 
+/// Arguments of `sluice plugin new`.
 #[derive(Debug, Args)]
 pub struct PluginNewArgs {
     /// The plugin's name: lowercase letters, digits and `-`.
@@ -68,6 +72,7 @@ pub struct PluginNewArgs {
     pub dir: Option<PathBuf>,
 }
 
+/// The languages `sluice plugin new` can create a plugin project in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PluginLang {
     /// Rust with wit-bindgen, built by cargo for wasm32-wasip2.
@@ -82,6 +87,7 @@ pub enum PluginLang {
     Zig,
 }
 
+/// Arguments of `sluice plugin run`.
 #[derive(Debug, Args)]
 pub struct PluginRunArgs {
     /// The plugin component (`.wasm`).
@@ -123,6 +129,7 @@ pub struct PluginRunArgs {
     pub files: Vec<PathBuf>,
 }
 
+/// How `sluice plugin run` splits its input into records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum InputFormat {
     /// Each file is one record; the value is the file's bytes.
@@ -133,6 +140,7 @@ pub enum InputFormat {
     Lines,
 }
 
+/// Arguments of `sluice produce`.
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
     /// The topic to publish to.
@@ -148,6 +156,7 @@ pub struct ProduceArgs {
     pub properties: Vec<(String, String)>,
 }
 
+/// Arguments of `sluice consume`.
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
     /// The topic to read.

@@ -14,18 +14,36 @@ use metrics::{Counter, Gauge, Histogram};
 use crate::record::FailureKind;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+/// Counter `{pipeline}`: records read from the source.
 pub const RECORDS_IN: &str = "sluice_records_in_total";
+/// Counter `{pipeline, route}`: outputs written, by route.
 pub const RECORDS_OUT: &str = "sluice_records_out_total";
+/// Counter `{pipeline}`: records a plugin answered with no output.
 pub const RECORDS_FILTERED: &str = "sluice_records_filtered_total";
+/// Counter `{pipeline, kind}`: records dead-lettered, by `sluice.error.kind`.
 pub const RECORDS_DEAD_LETTERED: &str = "sluice_records_dead_lettered_total";
+/// Counter `{pipeline}`: retries of transient plugin failures.
 pub const RETRIES: &str = "sluice_retries_total";
+/// Histogram `{pipeline, plugin}`: seconds per plugin call (`process` or
+/// `process-batch`), each call of a batch recorded at the batch's mean.
 pub const PLUGIN_CALL_SECONDS: &str = "sluice_plugin_call_seconds";
+/// Counter `{pipeline, plugin, kind}`: calls that failed by `deadline`,
+/// `memory` or `trap`.
 pub const PLUGIN_TRAPS: &str = "sluice_plugin_traps_total";
+/// Gauge `{pipeline, topic, partition}`: consumer lag in records, from
+/// librdkafka's statistics.
 pub const CONSUMER_LAG: &str = "sluice_consumer_lag";
+/// Counter `{pipeline}`: partition offsets stored for the next commit.
 pub const OFFSETS_STORED: &str = "sluice_offsets_stored_total";
+/// Counter `{pipeline, plugin, result}`: reloads of a plugin (see
+/// [`plugin_reloads`]).
 pub const PLUGIN_RELOADS: &str = "sluice_plugin_reloads_total";
+/// Counter `{result}`: re-reads of the pipeline file (see
+/// [`pipeline_file_reloads`]).
 pub const PIPELINE_FILE_RELOADS: &str = "sluice_pipeline_file_reloads_total";
+/// Gauge `{pipeline}`: 1 while a broker is reachable, 0 while none is.
 pub const BROKERS_UP: &str = "sluice_brokers_up";
+/// Counter `{source}`: SQL-source rows skipped because their key was NULL.
 pub const SQL_SOURCE_KEYLESS: &str = "sluice_sql_source_keyless_rows_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -138,9 +156,13 @@ pub async fn serve(
 /// Handles for one pipeline's record counters.
 #[derive(Clone)]
 pub struct PipelineMetrics {
+    /// Records read from the source ([`RECORDS_IN`]).
     pub records_in: Counter,
+    /// Records a plugin answered with no output ([`RECORDS_FILTERED`]).
     pub filtered: Counter,
+    /// Retries of transient plugin failures ([`RETRIES`]).
     pub retries: Counter,
+    /// Partition offsets stored for commit ([`OFFSETS_STORED`]).
     pub offsets_stored: Counter,
     /// 1 while a broker is reachable, 0 while none is.
     pub brokers_up: metrics::Gauge,
@@ -148,6 +170,7 @@ pub struct PipelineMetrics {
 }
 
 impl PipelineMetrics {
+    /// The handles of the pipeline named `pipeline`, labelled with its name.
     pub fn new(pipeline: &str) -> Self {
         let p = pipeline.to_owned();
         PipelineMetrics {
@@ -191,9 +214,14 @@ impl PipelineMetrics {
 /// Handles for one plugin in one pipeline.
 #[derive(Clone)]
 pub struct PluginMetrics {
+    /// Time per plugin call ([`PLUGIN_CALL_SECONDS`]).
     pub call_seconds: Histogram,
+    /// [`PLUGIN_TRAPS`] with `kind="deadline"`: calls cut off by their
+    /// deadline.
     pub deadline: Counter,
+    /// [`PLUGIN_TRAPS`] with `kind="memory"`: calls that hit the memory cap.
     pub memory: Counter,
+    /// [`PLUGIN_TRAPS`] with `kind="trap"`: any other trap.
     pub trap: Counter,
 }
 

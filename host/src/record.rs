@@ -85,11 +85,15 @@ pub struct Failure {
     pub plugin: Arc<str>,
     /// That plugin's content hash ("" for host-side rejections).
     pub hash: Arc<str>,
+    /// Which kind of failure (the `sluice.error.kind` header).
     pub kind: FailureKind,
+    /// What went wrong, for people (the `sluice.error.message` header).
     pub message: String,
 }
 
 impl Failure {
+    /// A failure of the plugin version `plugin` with content hash `hash`, kind
+    /// and message taken from `e`.
     pub fn from_plugin(plugin: Arc<str>, hash: Arc<str>, e: &PluginError) -> Self {
         Failure {
             plugin,
@@ -99,6 +103,8 @@ impl Failure {
         }
     }
 
+    /// A failure found by the host rather than a plugin (a bad route, a refused
+    /// output or row), attributed to plugin "sluice" with an empty hash.
     pub fn host(kind: FailureKind, message: String) -> Self {
         Failure {
             plugin: "sluice".into(),
@@ -120,6 +126,7 @@ pub enum Fate {
     Pass,
     /// It goes to the dead-letter topic instead of its outputs.
     DeadLetter {
+        /// Why: what its dead letter's error headers say.
         failure: Failure,
         /// Why the broker refused its dead letter (asynchronously): it is
         /// sent again without its value (see `sink::dead_letter`).
@@ -169,6 +176,8 @@ pub struct Work {
     /// `name@sha256` of each plugin version that processed the record, in
     /// chain order: the provenance header of its outputs and dead letters.
     pub versions: SmallVec<[Arc<str>; 2]>,
+    /// The tracker of the partition assignment the record was read under, which
+    /// finishes its offset.
     pub tracker: Arc<PartitionTracker>,
     /// Held until the record finishes: bounds records in flight per
     /// partition. Consecutive records of one partition in a batch share
@@ -188,6 +197,8 @@ pub fn same_partition(a: &Work, b: &Work) -> bool {
 }
 
 impl Work {
+    /// A record just read: headed for its outputs, not yet processed by any
+    /// plugin.
     pub fn new(
         record: Input,
         nulls: Nulls,

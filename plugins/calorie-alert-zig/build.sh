@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=$(realpath -m "${1:-$here/$(basename "$here").wasm}")
 T="${SLUICE_TOOLCHAINS:-$HOME/.cache/sluice/toolchains}"
 wit="$here/wit"; [ -d "$wit" ] || wit="$here/../../wit/0.1.0"
-for f in "$T/venv/bin/python" "$T/cargo/bin/wit-bindgen" "$T/cargo/bin/wasm-tools" "$T/wasi_snapshot_preview1.reactor.wasm"; do
+for f in "$T/venv/bin/python" "$T/cargo/bin/wit-bindgen" "$T/bin/wasm-tools" "$T/wasi_snapshot_preview1.reactor.wasm"; do
     [ -e "$f" ] || { echo "$f is missing: run \`just toolchains\` (or see .ci/install-toolchains)" >&2; exit 1; }
 done
 zig() { "$T/venv/bin/python" -m ziglang "$@"; }
@@ -22,5 +22,5 @@ cp "$here"/*.zig "$gen/"
     -target wasm32-wasi -mexec-model=reactor -fno-entry -lc -O ReleaseSmall -fstrip \
     -femit-bin=core.wasm)
 # Zig's libc and panic handler import a few WASI preview1 functions.
-"$T/cargo/bin/wasm-tools" component new "$gen/core.wasm" \
+"$T/bin/wasm-tools" component new "$gen/core.wasm" \
     --adapt "wasi_snapshot_preview1=$T/wasi_snapshot_preview1.reactor.wasm" -o "$out"

@@ -13,6 +13,9 @@ use serde_json::{Map, Value, json};
 use super::{bytes_to_json, usage};
 use crate::cli::ConsumeArgs;
 
+/// Runs `sluice consume`: prints the topic's records to stdout, one JSON
+/// object per line, until `--max` records, `--timeout`, or an hour without a
+/// record. A broker config the client refuses is a usage error.
 pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -27,6 +27,10 @@ pub fn load(runtime: &Runtime, path: &Path) -> anyhow::Result<Arc<Plugin>> {
     runtime.load(path, &name).map_err(usage)
 }
 
+/// Runs `sluice plugin run`: feeds the input records to one instance of the
+/// plugin and writes one JSON line per output, or per failed record, to
+/// stdout. Input that cannot be found or a plugin that does not load is a
+/// usage error; a record that fails is not.
 pub fn run(runtime: &Runtime, args: PluginRunArgs) -> anyhow::Result<()> {
     let plugin = load(runtime, &args.plugin)?;
     let http = http_config(&args);
@@ -222,8 +226,11 @@ struct JsonlLine {
 
 /// A parsed JSONL record, ready to become an `Input`.
 pub struct JsonlRecord {
+    /// The `key` as UTF-8 bytes; `None` when the line has none.
     pub key: Option<Vec<u8>>,
+    /// The value: a string's UTF-8 bytes, or the JSON text of any other value.
     pub value: Vec<u8>,
+    /// The `headers` object's entries, valued like `value`.
     pub headers: Vec<Header>,
 }
 
@@ -274,6 +281,9 @@ fn read_all(src: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Runs `sluice plugin inspect`: prints, as pretty JSON, the world the plugin
+/// implements, its SHA-256 content hash, and its component's imports and
+/// exports.
 pub fn inspect(runtime: &Runtime, path: &Path) -> anyhow::Result<()> {
     let plugin = load(runtime, path)?;
     let ty = plugin.component().component_type();

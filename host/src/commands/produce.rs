@@ -43,6 +43,8 @@ fn text(v: Value) -> Vec<u8> {
     }
 }
 
+/// Runs `sluice produce`: publishes one record per file, or per JSONL line of
+/// stdin, and returns `Ok` only once the broker has acknowledged every one.
 pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &args.brokers)

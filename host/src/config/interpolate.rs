@@ -45,6 +45,8 @@ impl Substituted {
         )
     }
 
+    /// Whether no value was taken from the environment, so
+    /// [`redact`](Self::redact) has nothing to hide.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }

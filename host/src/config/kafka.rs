@@ -104,20 +104,27 @@ pub struct Security {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
+    /// `plaintext`: neither TLS nor SASL.
     #[default]
     Plaintext,
+    /// `ssl`: TLS, without SASL.
     Ssl,
+    /// `sasl_plaintext`: SASL authentication without TLS.
     SaslPlaintext,
+    /// `sasl_ssl`: SASL authentication over TLS.
     SaslSsl,
 }
 
 /// `sasl.mechanism`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum SaslMechanism {
+    /// `PLAIN`: the password itself is sent, so use it with `sasl_ssl`.
     #[serde(rename = "PLAIN")]
     Plain,
+    /// `SCRAM-SHA-256`: challenge-response; the password is not sent.
     #[serde(rename = "SCRAM-SHA-256")]
     ScramSha256,
+    /// `SCRAM-SHA-512`: as `SCRAM-SHA-256`, with SHA-512.
     #[serde(rename = "SCRAM-SHA-512")]
     ScramSha512,
 }
@@ -194,6 +201,7 @@ pub struct PropertyBuilder {
 }
 
 impl PropertyBuilder {
+    /// An empty builder: no typed property set yet.
     pub fn new() -> Self {
         PropertyBuilder {
             typed: BTreeMap::new(),
@@ -205,6 +213,9 @@ impl PropertyBuilder {
         self.typed.insert(key, (value.into(), field));
     }
 
+    /// Set the properties `security` owns: `security.protocol`, the SASL
+    /// mechanism, username and password (each required with a SASL protocol,
+    /// refused without one) and `ssl.ca.location`.
     pub fn security(&mut self, s: &Security) -> Result<(), String> {
         let proto = match s.protocol {
             Protocol::Plaintext => "plaintext",

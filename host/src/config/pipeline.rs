@@ -36,7 +36,7 @@ pub struct File {
     /// The pipelines; each runs independently.
     #[serde(rename = "pipeline", default)]
     pub pipelines: Vec<Pipeline>,
-    /// Queries whose rows are published to topics (seed 000's producer).
+    /// Queries whose rows are published to topics (the crawler example's producer).
     #[serde(rename = "sql_source", default)]
     pub sql_sources: Vec<crate::source::sql::SqlSourceConfig>,
     /// Hot swap: whether plugin files and this file are watched.
@@ -171,14 +171,20 @@ pub enum Partitioning {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
+    /// `none`: batches are sent uncompressed.
     None,
+    /// `gzip`: a good ratio, for the most CPU.
     Gzip,
+    /// `snappy`: fast, compresses less.
     Snappy,
+    /// `lz4`: fast, compresses less.
     Lz4,
+    /// `zstd`: a ratio like gzip's, for less CPU.
     Zstd,
 }
 
 impl Compression {
+    /// The codec's librdkafka name, for `compression.type`.
     pub fn as_str(self) -> &'static str {
         match self {
             Compression::None => "none",

@@ -82,9 +82,13 @@ fn default_workers() -> usize {
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum ParamValue {
+    /// A string, passed as-is.
     String(String),
+    /// An integer, passed in decimal.
     Integer(i64),
+    /// A float, passed as Rust's `Display` writes it (`1.5`, `2`).
     Float(f64),
+    /// A boolean, passed as `true` or `false`.
     Bool(bool),
 }
 

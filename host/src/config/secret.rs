@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 pub struct Secret<T>(T);
 
 impl<T> Secret<T> {
+    /// Wrap a value so that it is never printed.
     pub fn new(value: T) -> Self {
         Secret(value)
     }
@@ -55,6 +56,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
 pub struct DbUrl(String);
 
 impl DbUrl {
+    /// Wrap a database URL.
     pub fn new(url: impl Into<String>) -> Self {
         DbUrl(url.into())
     }
@@ -69,6 +71,8 @@ impl DbUrl {
         redact_url(&self.0)
     }
 
+    /// Whether the URL starts with `prefix`: for telling the scheme
+    /// (`postgres://`, `sqlite:`) without exposing the URL.
     pub fn starts_with(&self, prefix: &str) -> bool {
         self.0.starts_with(prefix)
     }

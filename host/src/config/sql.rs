@@ -95,10 +95,17 @@ pub struct Column {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
+    /// `text`: a string; a JSON number or boolean is stored as its text.
     Text,
+    /// `integer`: a 64-bit integer, from a JSON integer or a string holding
+    /// one.
     Integer,
+    /// `float`: a double, from a JSON number or a string holding one.
     Float,
+    /// `boolean`: from `true`/`false`, or the strings `"true"`/`"false"`.
     Boolean,
+    /// `json`: any JSON value, stored whole (`JSONB` in PostgreSQL, `TEXT` in
+    /// SQLite).
     Json,
 }
 
@@ -159,6 +166,8 @@ impl TableRoute {
         Ok(())
     }
 
+    /// Whether `column` may be NULL: its `nullable` when set, else true
+    /// unless it is a key column.
     pub fn nullable(&self, column: &str) -> bool {
         self.columns
             .get(column)

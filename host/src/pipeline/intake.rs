@@ -60,13 +60,25 @@ struct Held {
 /// What wakes a held partition: a permit, or `None` when it was revoked.
 type Wake = (Arc<PartitionTracker>, Option<OwnedSemaphorePermit>);
 
+/// The consume loop of one pipeline, and everything it borrows; run it with
+/// [`Intake::run`].
 pub struct Intake<'a> {
+    /// The pipeline's config (its name, and the source's `max_in_flight`).
     pub p: &'a Pipeline,
+    /// The source consumer the records are read from.
     pub consumer: &'a SourceConsumer,
+    /// The trackers of the current assignment, shared with the consumer's
+    /// rebalance callbacks.
     pub trackers: &'a Trackers,
+    /// Where batches go: the first stage's lanes, or the sink when the
+    /// pipeline has no plugins.
     pub first: Next,
+    /// The pipeline's counters.
     pub metrics: &'a PipelineMetrics,
+    /// In exactly-once mode, the SQL sink each newly assigned partition is
+    /// claimed through, before its first record is taken.
     pub exactly_once: Option<&'a SqlSink>,
+    /// Stops the loop when cancelled.
     pub cancel: &'a CancellationToken,
 }
 

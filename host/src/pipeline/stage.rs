@@ -78,19 +78,30 @@ pub fn lane(partition: i32, n: usize) -> usize {
     (partition.unsigned_abs() as usize) % n.max(1)
 }
 
+/// One worker of one plugin stage: it owns an instance of the plugin's
+/// running version and processes the batches of its lane ([`Stage::run`]).
 pub struct Stage {
+    /// The stage's position in the plugin chain; 0 reads the source records.
     pub index: usize,
+    /// Whether this is the chain's last stage, whose default-route outputs go
+    /// to the sink rather than to a next stage.
     pub last: bool,
+    /// The plugin's slot, followed between batches when a new version lands.
     pub slot: Arc<PluginSlot>,
     /// The version `instance` runs.
     pub version: Arc<Version>,
+    /// This worker's instance of `version`.
     pub instance: Instance,
     /// A published version this worker could not start, and when it last
     /// tried; tried again at a record at least [`RETRY_REFUSED`] later.
     pub refused: Option<(Arc<Version>, Instant)>,
+    /// How transient failures are retried.
     pub retry: RetryConfig,
+    /// The plugin's call latency and trap counters.
     pub metrics: PluginMetrics,
+    /// The pipeline's counters (retries).
     pub pipeline: PipelineMetrics,
+    /// Set when the pipeline shuts down: cuts retry backoffs short.
     pub stopping: Arc<AtomicBool>,
     /// Calls and failed calls of `version` not yet added to its counters
     /// (they are added once per batch).

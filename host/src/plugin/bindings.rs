@@ -11,6 +11,7 @@
 //!
 //! Promise: a component that exports neither world is refused when it is
 //! loaded.
+#![allow(missing_docs, reason = "`bindgen!` generates items it cannot document")]
 
 wasmtime::component::bindgen!({
     world: "transform",

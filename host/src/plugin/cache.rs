@@ -40,16 +40,35 @@ pub struct Cache {
 /// Why an artefact or the cache itself was not used.
 #[derive(Debug, thiserror::Error)]
 pub enum Untrusted {
+    /// The cache path is not a directory (a symlink, say).
     #[error("{0} is not a directory")]
     NotDir(PathBuf),
+    /// The directory or the key file belongs to another user.
     #[error("{} is owned by uid {owner}, not by this user (uid {me})", .path.display())]
-    Owner { path: PathBuf, owner: u32, me: u32 },
+    Owner {
+        /// The directory or key file.
+        path: PathBuf,
+        /// Its owner's uid.
+        owner: u32,
+        /// The effective uid sluice runs as.
+        me: u32,
+    },
+    /// The directory is writable by group or others, or the key file is
+    /// accessible to them at all.
     #[error("{} has mode {mode:o}: it must not be writable (key: readable) by others", .path.display())]
-    Mode { path: PathBuf, mode: u32 },
+    Mode {
+        /// The directory or key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The key file is not a regular file of exactly the key's length.
     #[error("{} is not a valid cache key", .0.display())]
     Key(PathBuf),
+    /// The artefact's HMAC does not verify (or it is too short to have one).
     #[error("its tag does not verify: it was not written by this cache")]
     Tag,
+    /// Reading or creating the directory, the key or an artefact failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

@@ -71,6 +71,9 @@ struct RuntimeInner {
 }
 
 impl Runtime {
+    /// Create the engine (component model, epoch interruption) and the linker
+    /// with the host's imports, and start the epoch ticker thread. Fails if the
+    /// thread cannot start: without it no deadline would fire.
     pub fn new(opts: RuntimeOptions) -> anyhow::Result<Self> {
         Self::with_spawn(opts, spawn_thread)
     }
@@ -108,10 +111,12 @@ impl Runtime {
         })
     }
 
+    /// The wasmtime engine every plugin is compiled for and runs on.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
     }
 
+    /// How often the epoch advances: the granularity of every deadline.
     pub fn tick(&self) -> Duration {
         self.inner.tick
     }

@@ -125,6 +125,7 @@ pub struct Limiter {
 }
 
 impl Limiter {
+    /// A fresh budget of `limits.memory` bytes, nothing granted yet.
     pub fn new(limits: &Limits) -> Self {
         Limiter {
             cap: usize::try_from(limits.memory).unwrap_or(usize::MAX),

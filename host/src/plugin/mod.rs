@@ -42,30 +42,77 @@ use crate::record::FailureKind;
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The file could not be read.
     #[error("cannot read plugin {}: {source}", path.display())]
     Read {
+        /// The plugin file.
         path: PathBuf,
+        /// Why reading failed.
         source: std::io::Error,
     },
+    /// The file is not a WebAssembly component (a core module, say).
     #[error("{} is not a WebAssembly component: {reason}", path.display())]
-    NotComponent { path: PathBuf, reason: String },
+    NotComponent {
+        /// The plugin file.
+        path: PathBuf,
+        /// What the file is instead, with a hint for fixing the build.
+        reason: String,
+    },
+    /// wasmtime could not compile the component.
     #[error("cannot compile plugin {}: {reason}", path.display())]
-    Compile { path: PathBuf, reason: String },
+    Compile {
+        /// The plugin file.
+        path: PathBuf,
+        /// wasmtime's error.
+        reason: String,
+    },
+    /// The component exports neither version of the world, or needs an
+    /// import the host does not provide.
     #[error("{} does not implement the sluice plugin world: {reason}", path.display())]
-    World { path: PathBuf, reason: String },
+    World {
+        /// The plugin file.
+        path: PathBuf,
+        /// Which export or import does not match.
+        reason: String,
+    },
 }
 
 /// Why a plugin instance could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
+    /// Instantiating the component failed or trapped (its start function,
+    /// say), before `init` was called.
     #[error("plugin `{plugin}` could not be instantiated: {reason}")]
-    Instantiate { plugin: String, reason: String },
+    Instantiate {
+        /// The plugin's name.
+        plugin: String,
+        /// What went wrong, classified like a call's trap.
+        reason: String,
+    },
+    /// `init` returned an error: the plugin refuses its params.
     #[error("plugin `{plugin}` rejected its configuration: {message}")]
-    Rejected { plugin: String, message: String },
+    Rejected {
+        /// The plugin's name.
+        plugin: String,
+        /// The plugin's own message.
+        message: String,
+    },
+    /// `init` trapped: a guest panic, the memory cap, or `init_deadline`.
     #[error("plugin `{plugin}` trapped during init: {reason}")]
-    Trapped { plugin: String, reason: String },
+    Trapped {
+        /// The plugin's name.
+        plugin: String,
+        /// What went wrong, classified like a call's trap.
+        reason: String,
+    },
+    /// The plugin's `http` config was refused.
     #[error("plugin `{plugin}` has an unusable http config: {source}")]
-    Http { plugin: String, source: PolicyError },
+    Http {
+        /// The plugin's name.
+        plugin: String,
+        /// What is wrong with the config.
+        source: PolicyError,
+    },
 }
 
 /// Why one record failed. The variant decides what the pipeline does with
@@ -80,10 +127,18 @@ pub enum PluginError {
     Transient(String),
     /// The call ran past its deadline and was interrupted.
     #[error("deadline of {deadline:?} exceeded")]
-    Deadline { deadline: Duration },
+    Deadline {
+        /// The deadline the call had.
+        deadline: Duration,
+    },
     /// The plugin tried to grow memory past its cap.
     #[error("memory limit of {limit} bytes exceeded: {detail}")]
-    Memory { limit: u64, detail: String },
+    Memory {
+        /// The memory cap, in bytes.
+        limit: u64,
+        /// The trap's message, with the guest function when known.
+        detail: String,
+    },
     /// The plugin returned more outputs, or more output bytes, than its caps
     /// allow for one record.
     #[error("output limit exceeded: {0}")]
@@ -150,10 +205,13 @@ pub type Outcome = Result<Vec<Output>, PluginError>;
 type BatchReturn = (Vec<Result<Vec<Output>, bindings::sluice::plugin::types::ProcessError>>,);
 
 impl Plugin {
+    /// The name it was loaded under: the plugin section's `name`, by
+    /// default (and for the `sluice plugin` commands) the file's stem.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The component file it was loaded from.
     pub fn path(&self) -> &std::path::Path {
         &self.path
     }
@@ -168,10 +226,12 @@ impl Plugin {
         self.cached
     }
 
+    /// The compiled component.
     pub fn component(&self) -> &Component {
         &self.component
     }
 
+    /// The runtime that compiled it; its instances run on this engine.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
     }
@@ -289,10 +349,12 @@ impl Instance {
         )
     }
 
+    /// The plugin this is an instance of.
     pub fn plugin(&self) -> &Arc<Plugin> {
         &self.plugin
     }
 
+    /// The limits its calls run under (and its `init`, with `init_deadline`).
     pub fn limits(&self) -> &Limits {
         &self.limits
     }

@@ -34,14 +34,28 @@ use super::kafka::Record;
 use crate::plugin::{Input, Output};
 use crate::record::{Failure, Fate, Nulls, Work};
 
+/// Dead-letter header: the source record's topic.
 pub const H_TOPIC: &str = "sluice.source.topic";
+/// Dead-letter header: the source record's partition, in decimal.
 pub const H_PARTITION: &str = "sluice.source.partition";
+/// Dead-letter header: the source record's offset, in decimal.
 pub const H_OFFSET: &str = "sluice.source.offset";
+/// Dead-letter header: the plugin that rejected the record ("sluice" when
+/// the host did).
 pub const H_PLUGIN: &str = "sluice.plugin";
+/// Dead-letter header: that plugin's SHA-256 content hash, hex (empty when
+/// the host rejected the record).
 pub const H_PLUGIN_HASH: &str = "sluice.plugin.sha256";
+/// Dead-letter header: the [`FailureKind`](crate::record::FailureKind)'s
+/// name.
 pub const H_KIND: &str = "sluice.error.kind";
+/// Dead-letter header: the error message, cut to [`MAX_MESSAGE`] bytes.
 pub const H_MESSAGE: &str = "sluice.error.message";
+/// Dead-letter header: when the record was dead-lettered, in milliseconds
+/// since the Unix epoch.
 pub const H_TIMESTAMP: &str = "sluice.dead_lettered_at";
+/// Dead-letter header, only on a copy sent without its value: the value's
+/// size in bytes and why the full copy was refused.
 pub const H_OMITTED: &str = "sluice.value.omitted";
 
 /// Headers sluice writes start with this. An upstream header that does too
@@ -49,6 +63,8 @@ pub const H_OMITTED: &str = "sluice.value.omitted";
 /// [`UPSTREAM_PREFIX`] + its name, so a dead letter's `sluice.*` headers
 /// are always sluice's own and cannot be forged by a producer.
 pub const SLUICE_PREFIX: &str = "sluice.";
+/// Prefix under which an upstream header that looks like one of sluice's is
+/// kept (see [`SLUICE_PREFIX`]).
 pub const UPSTREAM_PREFIX: &str = "x-upstream-";
 
 /// Longest error message a dead letter carries, in bytes.
@@ -79,7 +95,9 @@ pub enum Payload<'a> {
     /// An output of the record's plugins, null where
     /// [`Work::output_nulls`] says.
     Output {
+        /// The output's key.
         key: Option<&'a [u8]>,
+        /// The output's value.
         value: &'a [u8],
     },
 }
@@ -149,6 +167,8 @@ pub struct DeadLetterWriter {
 }
 
 impl DeadLetterWriter {
+    /// Writes to `topic` through `producer`, naming the plugin versions in the
+    /// header `version_header`.
     pub fn new(producer: super::kafka::Producer, topic: &str, version_header: &str) -> Self {
         DeadLetterWriter {
             producer,

@@ -55,7 +55,10 @@ pub enum Undelivered {
     /// error (too large for the topic, invalid for it, against its policy):
     /// see [`Router::redeliver`].
     Refused {
+        /// The batch, none of its records finished, to redeliver record by
+        /// record.
         batch: Batch,
+        /// The broker's refusal.
         error: rdkafka::error::KafkaError,
     },
     /// Anything else stops the pipeline without finishing the batch.

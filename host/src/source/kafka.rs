@@ -110,8 +110,12 @@ const REVOKE_DRAIN: std::time::Duration = std::time::Duration::from_secs(20);
 /// Consumer context: revokes trackers before partitions go, exports lag
 /// and whether the brokers are reachable.
 pub struct SourceContext {
+    /// The pipeline's name, for logs and `/healthz`.
     pub pipeline: String,
+    /// The trackers of the current assignment, revoked (and drained) before
+    /// their partitions go.
     pub trackers: Arc<Trackers>,
+    /// Where consumer lag and broker reachability are reported.
     pub metrics: PipelineMetrics,
     /// Whether a broker was up at the last statistics report (1), down
     /// (0), or not known yet (-1); a change is logged once.
@@ -123,6 +127,8 @@ pub struct SourceContext {
 }
 
 impl SourceContext {
+    /// The context of the consumer of the pipeline named `pipeline`; broker
+    /// reachability starts unknown.
     pub fn new(pipeline: &str, trackers: Arc<Trackers>, metrics: PipelineMetrics) -> Self {
         SourceContext {
             pipeline: pipeline.to_owned(),

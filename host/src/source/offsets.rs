@@ -79,7 +79,9 @@ pub fn finish(batch: &[Work]) -> Vec<(&PartitionTracker, i64)> {
 /// Offsets in flight for one partition in one assignment.
 #[derive(Debug)]
 pub struct PartitionTracker {
+    /// The partition's topic.
     pub topic: Arc<str>,
+    /// The partition's number.
     pub partition: i32,
     state: Mutex<State>,
     /// Bounds records in flight for this partition (backpressure).
@@ -138,6 +140,8 @@ impl Default for State {
 }
 
 impl PartitionTracker {
+    /// A tracker for a fresh assignment of `topic`/`partition`, nothing in
+    /// flight, with `max_in_flight` permits.
     pub fn new(topic: Arc<str>, partition: i32, max_in_flight: usize) -> Self {
         PartitionTracker {
             topic,
@@ -299,6 +303,8 @@ impl PartitionTracker {
         self.permits.close();
     }
 
+    /// Whether the partition was revoked: its records must be abandoned, since
+    /// its next owner reads them again. Cheap enough to check per record.
     pub fn is_revoked(&self) -> bool {
         self.revoked.load(Ordering::Acquire)
     }

@@ -47,6 +47,8 @@ impl QuietLog {
         }
     }
 
+    /// Forward a librdkafka log line at its level, unless one of facility `fac`
+    /// was logged less than a minute ago (then it is only counted).
     pub fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         let Some(held) = self.admit(fac) else { return };
         match level {
@@ -66,6 +68,8 @@ impl QuietLog {
         }
     }
 
+    /// Log a client-wide error as a warning, unless one with the same error
+    /// code was logged less than a minute ago (then it is only counted).
     pub fn error(&self, error: &KafkaError, reason: &str) {
         let kind = format!("{:?}", error.rdkafka_error_code());
         if let Some(held) = self.admit(&kind) {

@@ -80,14 +80,18 @@ impl InFlight {
             .collect()
     }
 
+    /// Record that the row `key` was published at `now`; [`InFlight::due`]
+    /// holds it back until `retry_after` has passed.
     pub fn mark(&mut self, key: String, now: Instant) {
         self.published.insert(key, now);
     }
 
+    /// How many rows are in flight.
     pub fn len(&self) -> usize {
         self.published.len()
     }
 
+    /// Whether no row is in flight.
     pub fn is_empty(&self) -> bool {
         self.published.is_empty()
     }

@@ -103,12 +103,18 @@ pub async fn serve(
 pub struct VersionInfo {
     /// SHA-256 of the component file.
     pub version: String,
+    /// 1 for the version loaded at startup, then +1 for each version a
+    /// reload publishes (a rollback brings back the older one's).
     pub generation: u64,
+    /// When it was loaded, RFC 3339 in UTC with milliseconds.
     pub loaded_at: String,
+    /// The component file it was loaded from.
     pub path: String,
     /// Param name → fingerprint of its value (never the value).
     pub params: std::collections::BTreeMap<String, String>,
+    /// Calls made to it (retries count).
     pub calls: u64,
+    /// Calls that ended in an error or a trap.
     pub errors: u64,
 }
 
@@ -134,25 +140,34 @@ impl VersionInfo {
 /// A refused candidate.
 #[derive(Debug, Serialize)]
 pub struct RejectionInfo {
+    /// When it was refused, RFC 3339 in UTC with milliseconds.
     pub at: String,
+    /// SHA-256 of the refused file, when it could be read.
     pub version: Option<String>,
+    /// Why it was refused.
     pub error: String,
 }
 
 /// One plugin slot, as `/plugins` shows it.
 #[derive(Debug, Serialize)]
 pub struct PluginInfo {
+    /// The pipeline's name.
     pub pipeline: String,
+    /// The plugin's name.
     pub plugin: String,
     /// The running version's fields, flattened.
     #[serde(flatten)]
     pub current: VersionInfo,
+    /// Versions published since startup (reloads and rollbacks).
     pub swaps: u64,
+    /// The version before the running one: what a rollback goes back to.
     pub previous: Option<VersionInfo>,
+    /// The last candidate refused since a reload last published one.
     pub last_rejected: Option<RejectionInfo>,
 }
 
 impl PluginInfo {
+    /// A snapshot of `slot` now.
     pub fn of(slot: &PluginSlot) -> Self {
         let current = slot.current();
         let state = slot.state();

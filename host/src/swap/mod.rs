@@ -41,7 +41,9 @@ pub use slot::{PluginSlot, Rejection, Version};
 pub enum Outcome {
     /// A new version runs now.
     Swapped {
+        /// The version that ran before.
         from: Arc<Version>,
+        /// The version that runs now.
         to: Arc<Version>,
     },
     /// The file and config are those of the running version.
@@ -95,7 +97,10 @@ pub fn admit(
 #[derive(Debug, thiserror::Error)]
 #[error("smoke record {index} failed: {reason}")]
 pub struct SmokeFailed {
+    /// Which smoke record failed: its index in the plugin's `smoke` list,
+    /// from 0.
     pub index: usize,
+    /// What the plugin answered instead of what the record expects.
     pub reason: String,
 }
 
@@ -173,6 +178,9 @@ pub struct Reloader {
 }
 
 impl Reloader {
+    /// A reloader of `slots` that admits candidates on `runtime`; `file` is
+    /// the pipeline file to re-read for config changes (`None` in embedded
+    /// use).
     pub fn new(runtime: Runtime, file: Option<PathBuf>, slots: Vec<Arc<PluginSlot>>) -> Self {
         Reloader {
             runtime,
@@ -181,10 +189,12 @@ impl Reloader {
         }
     }
 
+    /// Every plugin slot of the process.
     pub fn slots(&self) -> &[Arc<PluginSlot>] {
         &self.slots
     }
 
+    /// The pipeline file re-read for config changes, if there is one.
     pub fn pipeline_file(&self) -> Option<&Path> {
         self.file.as_deref()
     }

@@ -17,10 +17,14 @@ use crate::plugin::Plugin;
 
 /// One loaded version of a plugin, with the configuration it runs under.
 pub struct Version {
+    /// The compiled plugin.
     pub plugin: Arc<Plugin>,
+    /// The plugin section it was admitted with: its params, limits and HTTP
+    /// access.
     pub config: PluginConfig,
     /// 1 for the version loaded at startup, then +1 per swap in this slot.
     pub generation: u64,
+    /// When this version was made.
     pub loaded_at: SystemTime,
     /// `name@sha256`: the value of the provenance header.
     pub tag: Arc<str>,
@@ -31,6 +35,8 @@ pub struct Version {
 }
 
 impl Version {
+    /// A version of `plugin` running under `config`, loaded now, with no calls
+    /// counted yet.
     pub fn new(plugin: Arc<Plugin>, config: PluginConfig, generation: u64) -> Self {
         let tag = format!("{}@{}", plugin.name(), plugin.hash()).into();
         Version {
@@ -54,10 +60,12 @@ impl Version {
         self.plugin.hash()
     }
 
+    /// Calls made to this version so far (retries count).
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }
 
+    /// Calls to this version so far that ended in an error or a trap.
     pub fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
     }
@@ -75,9 +83,11 @@ impl std::fmt::Debug for Version {
 /// A candidate version that was refused.
 #[derive(Debug, Clone)]
 pub struct Rejection {
+    /// When it was refused.
     pub at: SystemTime,
     /// Content hash of the refused file, when it could be read.
     pub sha256: Option<String>,
+    /// Why it was refused, with the plugin's param values hidden.
     pub error: String,
 }
 
@@ -89,29 +99,38 @@ pub struct SlotState {
     pub config: PluginConfig,
     /// The version before the running one, for rollback.
     pub previous: Option<Arc<Version>>,
+    /// The last candidate refused; cleared when a reload publishes a version.
     pub rejected: Option<Rejection>,
     /// Generation of the next version.
     pub next_generation: u64,
+    /// Versions published in this slot since startup (reloads and rollbacks).
     pub swaps: u64,
     /// Tickets of swap requests (reloads and rollbacks): the last one given
     /// out, and the one whose version runs. A request that finishes its
     /// admission after a later one has landed is dropped, so the latest
     /// request wins however long each admission takes.
     pub tickets: u64,
+    /// The ticket of the request whose version runs (0: the version loaded at
+    /// startup).
     pub landed: u64,
 }
 
 /// The running version of one plugin of one pipeline.
 pub struct PluginSlot {
+    /// The name of the pipeline the plugin is in.
     pub pipeline: String,
     /// Position in the pipeline's chain.
     pub index: usize,
+    /// The plugin's name: its `name` in the pipeline file, else its file's
+    /// stem.
     pub name: String,
     current: ArcSwap<Version>,
     pub(crate) state: Mutex<SlotState>,
 }
 
 impl PluginSlot {
+    /// The slot of the plugin at `index` of pipeline `pipeline`'s chain,
+    /// running `first` (and named after its plugin).
     pub fn new(pipeline: &str, index: usize, first: Version) -> Self {
         let name = first.plugin.name().to_owned();
         let state = SlotState {

@@ -1,5 +1,5 @@
 //! `http-fetch`: fetch the URL a record names through the host's `http`
-//! capability, and emit the page — the crawler's fetch step (seed 000).
+//! capability, and emit the page — the crawler example's fetch step.
 //!
 //! Promises:
 //! - The value is a URL (UTF-8, surrounding whitespace ignored), or a JSON

@@ -7,7 +7,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 out="$1"
 wit="$here/../../../wit/0.1.0"  # these fixtures stay on sluice:plugin@0.1.0
 tools="${SLUICE_TOOLCHAINS:-$HOME/.cache/sluice/toolchains}"
-export PATH="$tools/cargo/bin:$PATH"
+export PATH="$tools/bin:$PATH"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 for wat in "$here"/*.wat; do

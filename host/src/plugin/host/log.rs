@@ -110,6 +110,8 @@ struct Window {
 }
 
 impl LogBudget {
+    /// A budget for the plugin named `plugin` (the name its warnings give),
+    /// with nothing logged yet.
     pub fn new(plugin: Arc<str>) -> Self {
         LogBudget {
             plugin,
@@ -165,6 +167,8 @@ pub struct GuestLog {
 }
 
 impl GuestLog {
+    /// A stream named `stream` (`stdout` or `stderr`, as its log lines say),
+    /// spending `budget`.
     pub fn new(budget: Arc<LogBudget>, stream: &'static str) -> Self {
         GuestLog {
             budget,

@@ -59,6 +59,9 @@ pub struct HostState {
 }
 
 impl HostState {
+    /// The state of a fresh store for the plugin named `plugin`: WASI with
+    /// stdout and stderr logged and no sockets, a memory budget of
+    /// `limits.memory`, and `http` for its fetches. No call is running.
     pub fn new(plugin: Arc<str>, limits: &Limits, http: Arc<HttpClient>) -> Self {
         let log = Arc::new(LogBudget::new(plugin.clone()));
         let wasi = WasiCtxBuilder::new()

@@ -135,6 +135,9 @@ impl Prepared {
 }
 
 impl HttpClient {
+    /// The capability of the plugin named `plugin` (for logs): fetches under
+    /// `policy`, names resolved by the system resolver. The reqwest client is
+    /// built on the first fetch the policy lets through.
     pub fn new(plugin: Arc<str>, policy: HttpPolicy) -> Self {
         Self::with_lookup(plugin, policy, Arc::new(SystemLookup))
     }
@@ -158,6 +161,7 @@ impl HttpClient {
         HttpClient::new(plugin, HttpPolicy::deny_all())
     }
 
+    /// The policy every fetch is checked against.
     pub fn policy(&self) -> &HttpPolicy {
         &self.policy
     }

@@ -13,8 +13,16 @@ use super::addr::AddrClass;
 /// Why an `http` config cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
+    /// An `allow` entry is not a usable host pattern, or allows too much
+    /// (`*`, `*.com`).
     #[error("http.allow entry {pattern:?} is not a host pattern: {reason}")]
-    BadPattern { pattern: String, reason: String },
+    BadPattern {
+        /// The entry as written.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `user_agent` (given here) cannot be sent as a header value.
     #[error("http.user_agent {0:?} is not a valid header value")]
     BadUserAgent(String),
     /// The reason never repeats the URL, which may hold credentials.
@@ -31,6 +39,7 @@ pub enum Refused {
     Host(String),
     /// The host is allowed, but not on this port.
     Port {
+        /// The host, as the URL names it.
         host: String,
         /// `host:port` as a URL writes it (`[::1]:8080`).
         authority: String,
@@ -41,7 +50,9 @@ pub enum Refused {
     Address {
         /// The host name that resolved to `addr`; none for an IP literal.
         name: Option<String>,
+        /// The address refused.
         addr: IpAddr,
+        /// Which kind of non-public address it is.
         class: AddrClass,
     },
     /// A redirect from https to http (the target URL).

@@ -42,6 +42,7 @@ impl ProxyUrl {
         Ok(ProxyUrl(url))
     }
 
+    /// The URL, credentials included: only for handing to the HTTP client.
     pub fn url(&self) -> &Url {
         &self.0
     }
@@ -109,38 +110,49 @@ impl HttpPolicy {
         }
     }
 
+    /// The host names and ports fetches may reach.
     pub fn allow(&self) -> &AllowList {
         &self.allow
     }
 
+    /// Whether allowed hosts may resolve to loopback, private, link-local and
+    /// similar addresses (`allow_private`).
     pub fn allow_private(&self) -> bool {
         self.allow_private
     }
 
+    /// The proxy every request goes through, if one is configured.
     pub fn proxy(&self) -> Option<&ProxyUrl> {
         self.proxy.as_ref()
     }
 
+    /// Total time one fetch may take: retries, backoff, redirects and the body
+    /// included.
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
 
+    /// Largest response body accepted, in bytes.
     pub fn max_bytes(&self) -> u64 {
         self.max_bytes
     }
 
+    /// Redirects followed before a fetch fails; 0 refuses every redirect.
     pub fn max_redirects(&self) -> u32 {
         self.max_redirects
     }
 
+    /// Retries after a connection error or a 5xx response.
     pub fn retries(&self) -> u32 {
         self.retries
     }
 
+    /// Pause before the first retry; it doubles for each later one.
     pub fn backoff(&self) -> Duration {
         self.backoff
     }
 
+    /// The `User-Agent` header sent with every request.
     pub fn user_agent(&self) -> &HeaderValue {
         &self.user_agent
     }

@@ -28,20 +28,26 @@ const MAX_PARAMS: usize = 30_000;
 /// A connection pool to either database.
 #[derive(Clone, Debug)]
 pub enum Db {
+    /// PostgreSQL, for `postgres://` and `postgresql://` URLs.
     Pg(PgPool),
+    /// SQLite, for `sqlite:` URLs: one connection, since SQLite has one writer.
     Lite(SqlitePool),
 }
 
 /// An open write transaction.
 pub enum Tx {
+    /// A PostgreSQL transaction.
     Pg(Transaction<'static, Postgres>),
+    /// A SQLite transaction.
     Lite(Transaction<'static, Sqlite>),
 }
 
 /// One table's rows in a batch. `rows[i].0` is an opaque id the caller uses
 /// to find the row's record again.
 pub struct TableRows<'a> {
+    /// The table the rows go to.
     pub spec: &'a TableSpec,
+    /// The rows: the caller's id, and one value per column of `spec`, in order.
     pub rows: Vec<(usize, &'a [Value])>,
 }
 
@@ -49,10 +55,16 @@ pub struct TableRows<'a> {
 /// `next`, provided it still holds `claim`.
 #[derive(Debug, Clone, Copy)]
 pub struct OffsetWrite<'a> {
+    /// The consumer group whose offsets these are.
     pub group: &'a str,
+    /// The source topic.
     pub topic: &'a str,
+    /// The source partition.
     pub partition: i32,
+    /// The writer's claim, which the row must still hold for the write to
+    /// happen.
     pub claim: Claim,
+    /// The offset to consume next once the batch is committed.
     pub next: i64,
 }
 
@@ -94,6 +106,7 @@ pub fn is_row_error(e: &sqlx::Error) -> bool {
 }
 
 impl Tx {
+    /// Commit: the batch's rows and its offsets become durable together.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
             Tx::Pg(t) => t.commit().await,

@@ -46,14 +46,21 @@ use crate::source::offsets::{Claim, PartitionTracker};
 
 /// One row of a job: which table, its values, which output it came from.
 pub struct JobRow {
+    /// Index of the table into [`SqlSink::tables`].
     pub table: usize,
+    /// One value per column of the table, in its columns' order.
     pub values: Vec<Value>,
+    /// Index into the record's `routed` outputs of the output the row came
+    /// from, to dead-letter it if the database refuses the row.
     pub output: usize,
 }
 
 /// A record's share of a batch.
 pub struct SqlJob {
+    /// The record, handed back through `done` once its batch committed.
     pub work: Work,
+    /// The record's rows; may be empty in exactly-once mode, where every record
+    /// passes through the batcher to have its offset written.
     pub rows: Vec<JobRow>,
     /// Acknowledgements that must land before the batch commits
     /// (exactly-once mode).
@@ -71,6 +78,8 @@ pub struct SqlSink {
     pub tables: Arc<Vec<TableSpec>>,
     /// Route name → index into `tables`.
     pub routes: Arc<BTreeMap<String, usize>>,
+    /// Whether offsets are committed to the database's offsets table, in the
+    /// batch's transaction, instead of to Kafka.
     pub exactly_once: bool,
     group: Arc<str>,
     offsets_table: Arc<str>,

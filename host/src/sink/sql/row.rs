@@ -12,11 +12,17 @@ use crate::config::sql::{ColumnType, OnConflict, TableRoute};
 /// A typed SQL value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// SQL NULL: a missing or JSON `null` value.
     Null,
+    /// A `text` column's value.
     Text(String),
+    /// An `integer` column's value.
     Int(i64),
+    /// A `float` column's value.
     Float(f64),
+    /// A `boolean` column's value.
     Bool(bool),
+    /// A `json` column's value, bound as JSON.
     Json(Json),
 }
 
@@ -27,25 +33,35 @@ pub const FROM_VERSION: &str = "$version";
 /// A column, resolved from config.
 #[derive(Debug, Clone)]
 pub struct ColumnSpec {
+    /// The column's name in the table.
     pub name: String,
+    /// The declared type the value is converted to.
     pub ty: ColumnType,
     /// JSON pointer into the output value, or [`FROM_VERSION`].
     pub pointer: String,
+    /// Whether NULL is allowed (see [`TableRoute::nullable`]).
     pub nullable: bool,
 }
 
 /// A table route, resolved from config.
 #[derive(Debug, Clone)]
 pub struct TableSpec {
+    /// The table's name, optionally schema-qualified.
     pub name: String,
+    /// The columns, in the order row values come in.
     pub columns: Vec<ColumnSpec>,
     /// Indexes into `columns` of the key columns.
     pub key: Vec<usize>,
+    /// What writing a row whose key is already in the table does.
     pub on_conflict: OnConflict,
+    /// Whether the table is created at startup when missing.
     pub create: bool,
 }
 
 impl TableSpec {
+    /// Resolve a (validated) table route: each column's `from` becomes a JSON
+    /// pointer (a plain field name `a/b` becomes `/a~1b`), and key columns
+    /// become indexes.
     pub fn new(t: &TableRoute) -> Self {
         let columns: Vec<ColumnSpec> = t
             .columns
