@@ -34,6 +34,15 @@ pub struct KafkaSource {
     /// acknowledged by every sink) at once.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// Most bytes (keys, values, headers) of one partition's records that
+    /// may be in flight at once, whatever `max_in_flight` allows: large
+    /// records get a smaller window. A record larger than this still goes,
+    /// alone. A number of bytes or a string such as "8MiB".
+    #[serde(
+        default = "default_max_in_flight_bytes",
+        deserialize_with = "crate::config::bytes::deserialize"
+    )]
+    pub max_in_flight_bytes: u64,
     /// Group session timeout.
     #[serde(default = "default_session_timeout", with = "humantime_serde")]
     pub session_timeout: Duration,
@@ -49,7 +58,10 @@ pub struct KafkaSource {
 }
 
 fn default_max_in_flight() -> usize {
-    1000
+    5000
+}
+fn default_max_in_flight_bytes() -> u64 {
+    8 * 1024 * 1024
 }
 fn default_session_timeout() -> Duration {
     Duration::from_secs(10)
@@ -176,6 +188,7 @@ impl std::fmt::Debug for KafkaSource {
             .field("group_id", &self.group_id)
             .field("auto_offset_reset", &self.auto_offset_reset)
             .field("max_in_flight", &self.max_in_flight)
+            .field("max_in_flight_bytes", &self.max_in_flight_bytes)
             .field("session_timeout", &self.session_timeout)
             .field("commit_interval", &self.commit_interval)
             .field("security", &self.security)

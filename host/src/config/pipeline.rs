@@ -413,6 +413,11 @@ fn validate(file: &File) -> anyhow::Result<()> {
             "{} must be at least 1",
             at("source.max_in_flight")
         );
+        anyhow::ensure!(
+            s.max_in_flight_bytes > 0,
+            "{} must be at least 1",
+            at("source.max_in_flight_bytes")
+        );
         let mut plugin_names = std::collections::HashSet::new();
         for (i, plugin) in p.plugins.iter().enumerate() {
             anyhow::ensure!(

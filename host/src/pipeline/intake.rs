@@ -7,7 +7,7 @@
 //! batch. It never waits for a batch to fill: a lone record goes on alone.
 //!
 //! Promise: backpressure never stops the poll for long. A partition whose
-//! `max_in_flight` records stay in flight for [`BRIEF`] is paused
+//! window (`max_in_flight` records, `max_in_flight_bytes`) stays full for [`BRIEF`] is paused
 //! (`Consumer::pause`) and its records read meanwhile are held, in order,
 //! until a permit frees; then they go on and the partition is resumed. A
 //! stage queue that stays full for [`BRIEF`] pauses every partition while
@@ -37,7 +37,7 @@ use crate::plugin::Input;
 use crate::record::{Batch, Nulls, Work, same_partition};
 use crate::sink::sql::SqlSink;
 use crate::source::kafka::{self, PartitionKey, SourceConsumer, Trackers};
-use crate::source::offsets::PartitionTracker;
+use crate::source::offsets::{PartitionTracker, Window};
 
 /// How long the loop waits for a permit or for room in a stage queue
 /// before it pauses instead: far below `max.poll.interval.ms`, and long
@@ -192,8 +192,11 @@ impl Intake<'_> {
         let (tracker, fresh) = match cached {
             Some(t) => (t, false),
             None => {
-                let max_in_flight = self.p.source.max_in_flight;
-                let (t, fresh) = self.trackers.get(topic, partition, max_in_flight);
+                let window = Window {
+                    records: self.p.source.max_in_flight,
+                    bytes: self.p.source.max_in_flight_bytes,
+                };
+                let (t, fresh) = self.trackers.get(topic, partition, window);
                 seen.retain(|s| {
                     !(s.is_revoked() || (s.partition == partition && &*s.topic == topic))
                 });
@@ -254,7 +257,8 @@ impl Intake<'_> {
                 st.held.remove(&key);
             }
         }
-        match tracker.permits.clone().try_acquire_owned() {
+        let want = tracker.permits_for(size(&record.0));
+        match tracker.permits.clone().try_acquire_many_owned(want) {
             Ok(permit) => {
                 self.hand_on(record, tracker, permit, st);
                 Ok(())
@@ -267,7 +271,8 @@ impl Intake<'_> {
                 self.flush(st).await?;
                 // A permit usually frees within moments, and a pause costs a
                 // fetch round trip on resume: wait a little first.
-                let soon = tokio::time::timeout(BRIEF, tracker.permits.clone().acquire_owned());
+                let soon =
+                    tokio::time::timeout(BRIEF, tracker.permits.clone().acquire_many_owned(want));
                 match soon.await {
                     Ok(Ok(permit)) => {
                         self.hand_on(record, tracker, permit, st);
@@ -285,7 +290,7 @@ impl Intake<'_> {
                         records: VecDeque::from([record]),
                     },
                 );
-                wait_for_permit(tracker, st.wake_tx.clone());
+                wait_for_permit(tracker, want, st.wake_tx.clone());
                 Ok(())
             }
         }
@@ -325,20 +330,20 @@ impl Intake<'_> {
             if st.filled >= MAX_BATCH {
                 self.flush(st).await?;
             }
-            match tracker.permits.clone().try_acquire_owned() {
+            let Some(next) = st.held.get(&key).and_then(|h| h.records.front()) else {
+                st.held.remove(&key);
+                self.resume(&tracker);
+                return Ok(());
+            };
+            let want = tracker.permits_for(size(&next.0));
+            match tracker.permits.clone().try_acquire_many_owned(want) {
                 Ok(p) => permit = p,
                 Err(TryAcquireError::Closed) => {
                     st.held.remove(&key);
                     return Ok(());
                 }
                 Err(TryAcquireError::NoPermits) => {
-                    let empty = st.held.get(&key).is_none_or(|h| h.records.is_empty());
-                    if empty {
-                        st.held.remove(&key);
-                        self.resume(&tracker);
-                    } else {
-                        wait_for_permit(tracker, st.wake_tx.clone());
-                    }
+                    wait_for_permit(tracker, want, st.wake_tx.clone());
                     return Ok(());
                 }
             }
@@ -488,10 +493,21 @@ fn begin(batch: &[Work]) {
     }
 }
 
-/// Wake the loop once `tracker` has a permit free (or is revoked).
-fn wait_for_permit(tracker: Arc<PartitionTracker>, wake: mpsc::UnboundedSender<Wake>) {
+/// A record's size as its partition's window counts it.
+fn size(record: &Input) -> usize {
+    record.key.as_ref().map_or(0, Vec::len)
+        + record.value.len()
+        + record
+            .headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len())
+            .sum::<usize>()
+}
+
+/// Wake the loop once `tracker` has `want` permits free (or is revoked).
+fn wait_for_permit(tracker: Arc<PartitionTracker>, want: u32, wake: mpsc::UnboundedSender<Wake>) {
     tokio::spawn(async move {
-        let permit = tracker.permits.clone().acquire_owned().await.ok();
+        let permit = tracker.permits.clone().acquire_many_owned(want).await.ok();
         let _ = wake.send((tracker, permit));
     });
 }

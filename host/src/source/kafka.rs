@@ -23,7 +23,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers as _};
 use rdkafka::{ClientContext, Message as _, Offset, Statistics, TopicPartitionList};
 
-use super::offsets::{self, PartitionTracker};
+use super::offsets::{self, PartitionTracker, Window};
 use crate::config::kafka::{KafkaSource, OffsetReset, PropertyBuilder};
 use crate::metrics::PipelineMetrics;
 use crate::plugin::{Header, Input};
@@ -49,7 +49,7 @@ impl Trackers {
         &self,
         topic: &str,
         partition: i32,
-        max_in_flight: usize,
+        window: Window,
     ) -> (Arc<PartitionTracker>, bool) {
         let mut map = self.lock();
         // Look up without allocating the key on the hot path.
@@ -61,11 +61,7 @@ impl Trackers {
             return (t, false);
         }
         let topic: Arc<str> = topic.into();
-        let t = Arc::new(PartitionTracker::new(
-            topic.clone(),
-            partition,
-            max_in_flight,
-        ));
+        let t = Arc::new(PartitionTracker::new(topic.clone(), partition, window));
         map.insert((topic, partition), t.clone());
         (t, true)
     }

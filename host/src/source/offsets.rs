@@ -76,6 +76,17 @@ pub fn finish(batch: &[Work]) -> Vec<(&PartitionTracker, i64)> {
     moved
 }
 
+/// How much of one partition may be in flight (read, not yet finished) at
+/// once: at most `records` records holding at most about `bytes` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Most records in flight.
+    pub records: usize,
+    /// Most bytes (keys, values, headers) in flight; a record larger than
+    /// this still goes, alone.
+    pub bytes: u64,
+}
+
 /// Offsets in flight for one partition in one assignment.
 #[derive(Debug)]
 pub struct PartitionTracker {
@@ -84,7 +95,9 @@ pub struct PartitionTracker {
     /// The partition's number.
     pub partition: i32,
     state: Mutex<State>,
-    /// Bounds records in flight for this partition (backpressure).
+    /// Bounds what is in flight for this partition (backpressure): a
+    /// record holds [`PartitionTracker::permits_for`] its size, out of
+    /// `window.records`.
     pub permits: Arc<Semaphore>,
     /// Exactly-once mode: records below this offset are already in the
     /// database and are skipped.
@@ -106,7 +119,7 @@ pub struct PartitionTracker {
     claim: Mutex<Option<Claim>>,
     /// Whether `claim` is set, readable per record without the lock.
     claimed: AtomicBool,
-    max_in_flight: usize,
+    window: Window,
 }
 
 /// Exactly-once: a member's hold on a partition's row in the offsets
@@ -142,12 +155,12 @@ impl Default for State {
 impl PartitionTracker {
     /// A tracker for a fresh assignment of `topic`/`partition`, nothing in
     /// flight, with `max_in_flight` permits.
-    pub fn new(topic: Arc<str>, partition: i32, max_in_flight: usize) -> Self {
+    pub fn new(topic: Arc<str>, partition: i32, window: Window) -> Self {
         PartitionTracker {
             topic,
             partition,
             state: Mutex::default(),
-            permits: Arc::new(Semaphore::new(max_in_flight)),
+            permits: Arc::new(Semaphore::new(window.records)),
             skip_below: AtomicI64::new(i64::MIN),
             revoked: AtomicBool::new(false),
             halted_at: AtomicI64::new(i64::MAX),
@@ -155,7 +168,7 @@ impl PartitionTracker {
             forward_from: AtomicI64::new(i64::MIN),
             claim: Mutex::new(None),
             claimed: AtomicBool::new(false),
-            max_in_flight,
+            window,
         }
     }
 
@@ -312,7 +325,22 @@ impl PartitionTracker {
     /// Whether no record of this partition is still anywhere in the
     /// pipeline (every permit is back).
     pub fn drained(&self) -> bool {
-        self.permits.available_permits() >= self.max_in_flight
+        self.permits.available_permits() >= self.window.records
+    }
+
+    /// The permits a record of `bytes` bytes holds while in flight: its
+    /// share of the window's bytes, in units of the window's records, so
+    /// that the permits out bound both records and bytes. At least one;
+    /// at most the whole window, so a record larger than the window's
+    /// bytes still goes, alone.
+    pub fn permits_for(&self, bytes: usize) -> u32 {
+        let Window {
+            records,
+            bytes: max,
+        } = self.window;
+        // ceil(bytes × records / max), in u128 so nothing overflows.
+        let share = (bytes as u128 * records as u128).div_ceil(u128::from(max.max(1)));
+        share.clamp(1, records.min(u32::MAX as usize) as u128) as u32
     }
 
     /// Records read but not finished.
@@ -326,7 +354,41 @@ mod tests {
     use super::*;
 
     fn t() -> PartitionTracker {
-        PartitionTracker::new("t".into(), 0, 10)
+        PartitionTracker::new(
+            "t".into(),
+            0,
+            Window {
+                records: 10,
+                bytes: 1 << 20,
+            },
+        )
+    }
+
+    /// How many records of `bytes` bytes each get permits at once.
+    fn admitted(t: &PartitionTracker, bytes: usize) -> usize {
+        let mut held = Vec::new();
+        while let Ok(p) = t
+            .permits
+            .clone()
+            .try_acquire_many_owned(t.permits_for(bytes))
+        {
+            held.push(p);
+        }
+        held.len()
+    }
+
+    #[test]
+    fn the_window_bounds_bytes_as_well_as_records() {
+        let window = Window {
+            records: 5000,
+            bytes: 8 << 20,
+        };
+        let t = PartitionTracker::new("t".into(), 0, window);
+        assert_eq!(admitted(&t, 100), 5000, "small records: bound by count");
+        assert_eq!(admitted(&t, 1 << 20), 8, "1 MiB records: bound by 8 MiB");
+        assert_eq!(admitted(&t, 3 << 20), 2, "3 MiB records: two fit in 8 MiB");
+        assert_eq!(admitted(&t, 64 << 20), 1, "larger than the window: alone");
+        assert_eq!(admitted(&t, 0), 5000, "empty records still count");
     }
 
     #[test]
