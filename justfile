@@ -53,9 +53,12 @@ broker-install:
 broker port="9092": broker-install
     "$SLUICE_TANSU" broker --listener-url tcp://127.0.0.1:{{port}} --advertised-listener-url tcp://127.0.0.1:{{port}} --storage-engine memory://tansu/
 
-# Build the sluice binary
+# Build the sluice binary. The whole workspace, as `cargo test --workspace`
+# builds it: the plugin crates' host builds turn on proc-macro features
+# (syn's `visit`, through scraper's derive_more) that wasmtime's own macros
+# share, so building `-p sluice` alone made `just test` compile wasmtime again.
 build:
-    cargo build -p sluice
+    cargo build --workspace
 
 # Run every test: plugin unit tests, host unit tests, integration tests against a real broker
 test: plugins-all broker-install
