@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use super::stage::{Next, lane};
 use crate::config::pipeline::Pipeline;
 use crate::metrics::PipelineMetrics;
-use crate::plugin::Input;
+use crate::plugin::{Input, input_bytes};
 use crate::record::{Batch, Nulls, Work, same_partition};
 use crate::sink::sql::SqlSink;
 use crate::source::kafka::{self, PartitionKey, SourceConsumer, Trackers};
@@ -257,7 +257,7 @@ impl Intake<'_> {
                 st.held.remove(&key);
             }
         }
-        let want = tracker.permits_for(size(&record.0));
+        let want = tracker.permits_for(input_bytes(&record.0));
         match tracker.permits.clone().try_acquire_many_owned(want) {
             Ok(permit) => {
                 self.hand_on(record, tracker, permit, st);
@@ -335,7 +335,7 @@ impl Intake<'_> {
                 self.resume(&tracker);
                 return Ok(());
             };
-            let want = tracker.permits_for(size(&next.0));
+            let want = tracker.permits_for(input_bytes(&next.0));
             match tracker.permits.clone().try_acquire_many_owned(want) {
                 Ok(p) => permit = p,
                 Err(TryAcquireError::Closed) => {
@@ -491,17 +491,6 @@ fn begin(batch: &[Work]) {
             .tracker
             .begin_all(run.iter().map(|w| w.record.offset));
     }
-}
-
-/// A record's size as its partition's window counts it.
-fn size(record: &Input) -> usize {
-    record.key.as_ref().map_or(0, Vec::len)
-        + record.value.len()
-        + record
-            .headers
-            .iter()
-            .map(|h| h.name.len() + h.value.len())
-            .sum::<usize>()
 }
 
 /// Wake the loop once `tracker` has `want` permits free (or is revoked).

@@ -529,18 +529,26 @@ fn process_error(e: bindings::sluice::plugin::types::ProcessError) -> PluginErro
 
 /// The bytes an output holds, as the output caps count them.
 pub fn output_bytes(outputs: &[Output]) -> u64 {
-    let headers =
-        |hs: &[Header]| -> usize { hs.iter().map(|h| h.name.len() + h.value.len()).sum() };
     outputs
         .iter()
         .map(|o| {
             let n = o.value.len()
                 + o.key.as_ref().map_or(0, Vec::len)
                 + o.route.as_ref().map_or(0, String::len)
-                + headers(&o.headers);
+                + header_bytes(&o.headers);
             n as u64
         })
         .sum()
+}
+
+/// The bytes of a record's key, value and headers: what its partition's
+/// in-flight window counts.
+pub fn input_bytes(record: &Input) -> usize {
+    record.key.as_ref().map_or(0, Vec::len) + record.value.len() + header_bytes(&record.headers)
+}
+
+fn header_bytes(headers: &[Header]) -> usize {
+    headers.iter().map(|h| h.name.len() + h.value.len()).sum()
 }
 
 fn classify(err: &wasmtime::Error, store: &Store<HostState>, limits: &Limits) -> PluginError {
