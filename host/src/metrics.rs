@@ -45,6 +45,9 @@ pub const PIPELINE_FILE_RELOADS: &str = "sluice_pipeline_file_reloads_total";
 pub const BROKERS_UP: &str = "sluice_brokers_up";
 /// Counter `{source}`: SQL-source rows skipped because their key was NULL.
 pub const SQL_SOURCE_KEYLESS: &str = "sluice_sql_source_keyless_rows_total";
+/// Counter `{pipeline, table}`: rows committed to a SQL table (refused rows
+/// are not counted; an upsert's collapsed duplicates are).
+pub const SQL_ROWS_WRITTEN: &str = "sluice_sql_rows_written_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -106,6 +109,11 @@ static UNHEALTHY: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
 pub fn unhealthy(component: &str, why: impl std::fmt::Display) {
     let mut m = UNHEALTHY.lock().unwrap_or_else(|e| e.into_inner());
     m.insert(component.to_owned(), why.to_string());
+}
+
+/// The counter of rows committed to `table` by `pipeline`.
+pub fn sql_rows_written(pipeline: &str, table: &str) -> metrics::Counter {
+    metrics::counter!(SQL_ROWS_WRITTEN, "pipeline" => pipeline.to_owned(), "table" => table.to_owned())
 }
 
 /// Mark `component` healthy again (no-op when it was).

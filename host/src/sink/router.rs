@@ -375,9 +375,9 @@ impl Router {
                 Target::Table(t) => {
                     let Some(sql) = &self.sql else { continue };
                     match sql.tables[*t].map(&o.value, provenance) {
-                        Ok(values) => rows.push(JobRow {
+                        Ok(row) => rows.push(JobRow {
                             table: *t,
-                            values,
+                            row,
                             output: i,
                         }),
                         Err(msg) => {

@@ -2,28 +2,48 @@
 //! one small interface: create tables, write a batch in one transaction
 //! (optionally with the consumer's offsets), isolate bad rows.
 //!
+//! How a batch is written:
+//! - PostgreSQL, a table without a key: one `COPY … FROM STDIN` of the
+//!   batch's encoded rows (binary, or text when a column's type needs it;
+//!   see [`super::row`]).
+//! - PostgreSQL, a keyed table: `COPY` into a temporary staging table (one
+//!   per connection and table, emptied at commit), then
+//!   `INSERT … SELECT DISTINCT ON (key) … ON CONFLICT`, keeping the last row
+//!   of a key with `update` and the first with `ignore`: what writing the
+//!   rows one at a time would store.
+//! - SQLite: multi-row `INSERT`s of a fixed size, so one prepared statement
+//!   serves the whole batch, then single-row ones for the rest, in order.
+//!
 //! Promise: a batch and its offsets commit together or not at all, and the
 //! offsets are written only by compare-and-set against the writer's
 //! [`Claim`] (generation and expected next offset), so a member that lost a
-//! partition writes nothing for it. In isolation mode every row runs under
-//! its own savepoint, so a row the database rejects is rolled back alone
-//! and reported with the database's error, and the other rows still
-//! commit. [`is_row_error`] tells such a refusal from a database state
+//! partition writes nothing for it. In isolation mode rows run under
+//! savepoints (PostgreSQL bisects the batch, halving a refused `COPY` until
+//! the refused rows stand alone; SQLite goes row by row), so a row the
+//! database rejects is rolled back alone and reported with the database's
+//! error, and the other rows still commit. [`is_row_error`] tells such a refusal from a database state
 //! that passes (read-only, full, locked, a deadlock, a lost connection).
 
+use std::hash::{Hash, Hasher};
+
+use std::ops::Range;
 use std::str::FromStr;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::types::Json;
-use sqlx::{Postgres, QueryBuilder, Sqlite, Transaction};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions,
+};
+use sqlx::{Postgres, Sqlite, Transaction};
 
-use super::row::{TableSpec, Value};
+use super::row::{self, Format, TableSpec, Wire};
 use crate::config::sql::{ColumnType, OnConflict};
 use crate::source::offsets::Claim;
 
-/// Most bind parameters in one statement (both databases accept more).
-const MAX_PARAMS: usize = 30_000;
+/// Most bind parameters in one SQLite statement (it accepts 32766).
+const LITE_MAX_PARAMS: usize = 30_000;
+/// Most rows in one SQLite statement.
+const LITE_MAX_ROWS: usize = 500;
 
 /// A connection pool to either database.
 #[derive(Clone, Debug)]
@@ -47,8 +67,9 @@ pub enum Tx {
 pub struct TableRows<'a> {
     /// The table the rows go to.
     pub spec: &'a TableSpec,
-    /// The rows: the caller's id, and one value per column of `spec`, in order.
-    pub rows: Vec<(usize, &'a [Value])>,
+    /// The rows, in the order they were read: the caller's id, and the row
+    /// as [`TableSpec::map`] encoded it.
+    pub rows: Vec<(usize, &'a [u8])>,
 }
 
 /// One partition's offsets row, moved with a batch from `claim.next` to
@@ -228,30 +249,113 @@ fn offsets_read(table: &str) -> String {
     )
 }
 
-/// Bind one value with its column's type (NULLs need the type on Postgres).
-macro_rules! bind {
-    ($b:expr, $ty:expr, $v:expr) => {
-        match ($v, $ty) {
-            (Value::Null, ColumnType::Text) => $b.push_bind(None::<&str>),
-            (Value::Null, ColumnType::Integer) => $b.push_bind(None::<i64>),
-            (Value::Null, ColumnType::Float) => $b.push_bind(None::<f64>),
-            (Value::Null, ColumnType::Boolean) => $b.push_bind(None::<bool>),
-            (Value::Null, ColumnType::Json) => $b.push_bind(None::<Json<&serde_json::Value>>),
-            (Value::Text(s), _) => $b.push_bind(s.as_str()),
-            (Value::Int(i), _) => $b.push_bind(*i),
-            (Value::Float(f), _) => $b.push_bind(*f),
-            (Value::Bool(x), _) => $b.push_bind(*x),
-            (Value::Json(j), _) => $b.push_bind(Json(j)),
-        }
-    };
+/// The temporary staging table of a keyed table, per connection.
+fn stage_name(spec: &TableSpec) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    spec.name.hash(&mut h);
+    format!("sluice_stage_{:016x}", h.finish())
 }
 
-/// The body of `write`, for one database type.
-macro_rules! write_batch {
-    ($DB:ty, $tx:expr, $tables:expr, $offsets:expr, $offsets_table:expr, $isolate:expr) => {{
-        let tx = $tx;
-        let mut bad: Vec<(usize, String)> = Vec::new();
-        // The offsets first: a fenced batch writes nothing else.
+fn column_list(spec: &TableSpec) -> String {
+    let cols: Vec<String> = spec.columns.iter().map(|c| quote(&c.name)).collect();
+    cols.join(", ")
+}
+
+/// `COPY` into the table, or for a keyed table into its staging table
+/// with each row's position in `sluice_ord`.
+fn copy_sql(spec: &TableSpec) -> String {
+    let format = match spec.format {
+        Format::Binary => "binary",
+        Format::Text => "text",
+    };
+    if spec.key.is_empty() {
+        format!(
+            "COPY {} ({}) FROM STDIN (FORMAT {format})",
+            quote(&spec.name),
+            column_list(spec)
+        )
+    } else {
+        format!(
+            "COPY pg_temp.{} ({}, sluice_ord) FROM STDIN (FORMAT {format})",
+            quote(&stage_name(spec)),
+            column_list(spec)
+        )
+    }
+}
+
+/// The statements that make a keyed table's staging table: its columns'
+/// types without its constraints, plus `sluice_ord`.
+fn stage_ddl(spec: &TableSpec) -> [String; 2] {
+    let stage = quote(&stage_name(spec));
+    [
+        format!(
+            "CREATE TEMP TABLE {stage} ON COMMIT DELETE ROWS AS SELECT {} FROM {} WITH NO DATA",
+            column_list(spec),
+            quote(&spec.name)
+        ),
+        format!("ALTER TABLE pg_temp.{stage} ADD COLUMN sluice_ord BIGINT"),
+    ]
+}
+
+/// Move staged rows `$1 <= sluice_ord < $2` into a keyed table, one per key:
+/// the last with `update`, the first with `ignore`.
+fn upsert_sql(spec: &TableSpec) -> String {
+    let keys: Vec<String> = spec
+        .key
+        .iter()
+        .map(|&i| quote(&spec.columns[i].name))
+        .collect();
+    let order = match spec.on_conflict {
+        OnConflict::Update => "DESC",
+        OnConflict::Ignore => "ASC",
+    };
+    format!(
+        "{}SELECT DISTINCT ON ({keys}) {} FROM pg_temp.{} \
+         WHERE sluice_ord >= $1 AND sluice_ord < $2 ORDER BY {keys}, sluice_ord {order}{}",
+        insert_prefix(spec),
+        column_list(spec),
+        quote(&stage_name(spec)),
+        conflict_suffix(spec),
+        keys = keys.join(", "),
+    )
+}
+
+/// A multi-row SQLite `INSERT` of `rows` rows.
+fn lite_insert(spec: &TableSpec, rows: usize) -> String {
+    let one = format!("({})", vec!["?"; spec.columns.len()].join(", "));
+    format!(
+        "{}VALUES {}{}",
+        insert_prefix(spec),
+        vec![one; rows].join(", "),
+        conflict_suffix(spec)
+    )
+}
+
+/// Bind a row's values, decoded from its binary tuple.
+fn bind_row<'q>(
+    mut q: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
+    spec: &TableSpec,
+    row: &'q [u8],
+) -> sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>> {
+    for (c, f) in spec.columns.iter().zip(row::fields(row)) {
+        let eight = |b: &[u8]| <[u8; 8]>::try_from(b).unwrap_or_default();
+        q = match (f, c.wire) {
+            (None, _) => q.bind(None::<i64>),
+            (Some(b), Wire::Int8) => q.bind(i64::from_be_bytes(eight(b))),
+            (Some(b), Wire::Float8) => q.bind(f64::from_bits(u64::from_be_bytes(eight(b)))),
+            (Some(b), Wire::Bool) => q.bind(b == [1]),
+            (Some(b), Wire::Text | Wire::Jsonb) => {
+                q.bind(std::str::from_utf8(b).unwrap_or_default())
+            }
+        };
+    }
+    q
+}
+
+/// Move each partition's offsets row by compare-and-set; the indexes of
+/// the rows that no longer hold the writer's claim.
+macro_rules! move_offsets {
+    ($conn:expr, $offsets:expr, $offsets_table:expr) => {{
         let mut fenced = Vec::new();
         if !$offsets.is_empty() {
             let sql = offsets_cas($offsets_table);
@@ -263,64 +367,164 @@ macro_rules! write_batch {
                     .bind(o.partition)
                     .bind(o.claim.generation)
                     .bind(o.claim.next)
-                    .execute(&mut **tx)
+                    .execute(&mut *$conn)
                     .await?;
                 if done.rows_affected() != 1 {
                     fenced.push(i);
                 }
             }
         }
-        if !fenced.is_empty() {
-            return Ok(Written::Fenced(fenced));
-        }
-        for t in $tables {
-            let spec = t.spec;
-            if !$isolate {
-                let per_stmt = (MAX_PARAMS / spec.columns.len().max(1)).max(1);
-                for chunk in t.rows.chunks(per_stmt) {
-                    let mut qb = QueryBuilder::<$DB>::new(insert_prefix(spec));
-                    qb.push_values(chunk, |mut b, (_, row)| {
-                        for (c, v) in spec.columns.iter().zip(row.iter()) {
-                            bind!(b, c.ty, v);
-                        }
-                    });
-                    qb.push(conflict_suffix(spec));
-                    qb.build().execute(&mut **tx).await?;
-                }
-            } else {
-                for (id, row) in &t.rows {
-                    sqlx::query("SAVEPOINT sluice_row")
-                        .execute(&mut **tx)
-                        .await?;
-                    let mut qb = QueryBuilder::<$DB>::new(insert_prefix(spec));
-                    qb.push_values(std::iter::once(row), |mut b, row| {
-                        for (c, v) in spec.columns.iter().zip(row.iter()) {
-                            bind!(b, c.ty, v);
-                        }
-                    });
-                    qb.push(conflict_suffix(spec));
-                    match qb.build().execute(&mut **tx).await {
-                        Ok(_) => {
-                            sqlx::query("RELEASE SAVEPOINT sluice_row")
-                                .execute(&mut **tx)
-                                .await?;
-                        }
-                        Err(e) if is_row_error(&e) => {
-                            bad.push((*id, e.to_string()));
-                            sqlx::query("ROLLBACK TO SAVEPOINT sluice_row")
-                                .execute(&mut **tx)
-                                .await?;
-                            sqlx::query("RELEASE SAVEPOINT sluice_row")
-                                .execute(&mut **tx)
-                                .await?;
-                        }
-                        Err(e) => return Err(e),
-                    }
+        fenced
+    }};
+}
+
+/// Write each table's rows to PostgreSQL; in isolation mode, the rows it
+/// refuses, by id with the database's error.
+async fn write_pg(
+    conn: &mut PgConnection,
+    tables: &[TableRows<'_>],
+    isolate: bool,
+) -> Result<Vec<(usize, String)>, sqlx::Error> {
+    let mut bad = Vec::new();
+    for t in tables.iter().filter(|t| !t.rows.is_empty()) {
+        if !t.spec.key.is_empty() {
+            let missing: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NULL")
+                .bind(format!("pg_temp.{}", quote(&stage_name(t.spec))))
+                .fetch_one(&mut *conn)
+                .await?;
+            if missing {
+                for ddl in stage_ddl(t.spec) {
+                    sqlx::query(&ddl).execute(&mut *conn).await?;
                 }
             }
         }
-        Ok(bad)
-    }};
+        if !isolate {
+            copy_rows(conn, t, 0..t.rows.len()).await?;
+            continue;
+        }
+        // Bisect: a refused range is rolled back and split, first half
+        // first, so rows keep their order, until refused rows stand alone.
+        let mut todo: Vec<Range<usize>> = Vec::new();
+        todo.push(0..t.rows.len());
+        while let Some(r) = todo.pop() {
+            sqlx::query("SAVEPOINT sluice_rows")
+                .execute(&mut *conn)
+                .await?;
+            match copy_rows(conn, t, r.clone()).await {
+                Ok(()) => {}
+                Err(e) if is_row_error(&e) => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT sluice_rows")
+                        .execute(&mut *conn)
+                        .await?;
+                    if r.len() == 1 {
+                        bad.push((t.rows[r.start].0, e.to_string()));
+                    } else {
+                        let mid = r.start + r.len() / 2;
+                        todo.push(mid..r.end);
+                        todo.push(r.start..mid);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            sqlx::query("RELEASE SAVEPOINT sluice_rows")
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(bad)
+}
+
+/// `COPY` rows `range` of a table (for a keyed table: into its staging
+/// table, then on into the table).
+async fn copy_rows(
+    conn: &mut PgConnection,
+    t: &TableRows<'_>,
+    range: Range<usize>,
+) -> Result<(), sqlx::Error> {
+    let spec = t.spec;
+    let keyed = !spec.key.is_empty();
+    let rows = &t.rows[range.clone()];
+    let size: usize = rows.iter().map(|(_, r)| r.len() + 16).sum();
+    let mut buf = Vec::with_capacity(size + 32);
+    if spec.format == Format::Binary {
+        buf.extend_from_slice(row::BINARY_HEADER);
+    }
+    for (i, (_, r)) in rows.iter().enumerate() {
+        let ord = (range.start + i) as i64;
+        match (keyed, spec.format) {
+            (false, _) => buf.extend_from_slice(r),
+            (true, Format::Binary) => row::put_binary_with_ord(&mut buf, r, ord),
+            (true, Format::Text) => row::put_text_with_ord(&mut buf, r, ord),
+        }
+    }
+    if spec.format == Format::Binary {
+        buf.extend_from_slice(row::BINARY_TRAILER);
+    }
+    let mut copy = conn.copy_in_raw(&copy_sql(spec)).await?;
+    copy.send(buf).await?;
+    copy.finish().await?;
+    if keyed {
+        sqlx::query(&upsert_sql(spec))
+            .bind(range.start as i64)
+            .bind(range.end as i64)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Write each table's rows to SQLite, in order; in isolation mode row by
+/// row, each under a savepoint, returning the refused rows.
+async fn write_lite(
+    conn: &mut SqliteConnection,
+    tables: &[TableRows<'_>],
+    isolate: bool,
+) -> Result<Vec<(usize, String)>, sqlx::Error> {
+    let mut bad = Vec::new();
+    for t in tables.iter().filter(|t| !t.rows.is_empty()) {
+        let spec = t.spec;
+        let one = lite_insert(spec, 1);
+        if !isolate {
+            let per = (LITE_MAX_PARAMS / spec.columns.len().max(1)).clamp(1, LITE_MAX_ROWS);
+            let many = lite_insert(spec, per);
+            let mut chunks = t.rows.chunks_exact(per);
+            for chunk in &mut chunks {
+                let mut q = sqlx::query(&many);
+                for (_, r) in chunk {
+                    q = bind_row(q, spec, r);
+                }
+                q.execute(&mut *conn).await?;
+            }
+            for (_, r) in chunks.remainder() {
+                bind_row(sqlx::query(&one), spec, r)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            continue;
+        }
+        for (id, r) in &t.rows {
+            sqlx::query("SAVEPOINT sluice_row")
+                .execute(&mut *conn)
+                .await?;
+            match bind_row(sqlx::query(&one), spec, r)
+                .execute(&mut *conn)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_row_error(&e) => {
+                    bad.push((*id, e.to_string()));
+                    sqlx::query("ROLLBACK TO SAVEPOINT sluice_row")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Err(e) => return Err(e),
+            }
+            sqlx::query("RELEASE SAVEPOINT sluice_row")
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(bad)
 }
 
 impl Db {
@@ -347,10 +551,11 @@ impl Db {
         }
     }
 
-    /// Create tables that ask for it, and the offsets table when given.
+    /// Create tables that ask for it, and the offsets table when given; on
+    /// PostgreSQL, fit each table's row encoding to its column types.
     pub async fn prepare(
         &self,
-        specs: &[TableSpec],
+        specs: &mut [TableSpec],
         offsets_table: Option<&str>,
     ) -> Result<(), sqlx::Error> {
         let mut stmts: Vec<String> = specs
@@ -389,6 +594,19 @@ impl Db {
                         sqlx::query(&add).execute(p).await?;
                     }
                 }
+            }
+        }
+        if let Db::Pg(p) = self {
+            for spec in specs.iter_mut() {
+                let types: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT a.attname::text, t.typname::text FROM pg_attribute a \
+                     JOIN pg_type t ON t.oid = a.atttypid \
+                     WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                )
+                .bind(quote(&spec.name))
+                .fetch_all(p)
+                .await?;
+                spec.adopt(&types);
             }
         }
         Ok(())
@@ -472,15 +690,21 @@ impl Db {
         match self {
             Db::Pg(p) => {
                 let mut tx = p.begin().await?;
-                let bad: Result<Vec<(usize, String)>, sqlx::Error> =
-                    write_batch!(Postgres, &mut tx, tables, offsets, offsets_table, isolate);
-                Ok(Written::Ready(Tx::Pg(tx), bad?))
+                let fenced = move_offsets!(tx, offsets, offsets_table);
+                if !fenced.is_empty() {
+                    return Ok(Written::Fenced(fenced));
+                }
+                let bad = write_pg(&mut tx, tables, isolate).await?;
+                Ok(Written::Ready(Tx::Pg(tx), bad))
             }
             Db::Lite(p) => {
                 let mut tx = p.begin().await?;
-                let bad: Result<Vec<(usize, String)>, sqlx::Error> =
-                    write_batch!(Sqlite, &mut tx, tables, offsets, offsets_table, isolate);
-                Ok(Written::Ready(Tx::Lite(tx), bad?))
+                let fenced = move_offsets!(tx, offsets, offsets_table);
+                if !fenced.is_empty() {
+                    return Ok(Written::Fenced(fenced));
+                }
+                let bad = write_lite(&mut tx, tables, isolate).await?;
+                Ok(Written::Ready(Tx::Lite(tx), bad))
             }
         }
     }
@@ -515,5 +739,78 @@ mod tests {
         assert_eq!(conflict_suffix(&spec("")), "");
         assert!(create_sql(&spec("key = [\"url\"]"), true).contains("\"url\" TEXT NOT NULL"));
         assert!(create_sql(&spec(""), false).contains("\"words\" INTEGER"));
+        let s = spec("key = [\"url\"]");
+        let stage = stage_name(&s);
+        assert_eq!(
+            upsert_sql(&s),
+            format!(
+                "INSERT INTO \"pages\" (\"url\", \"words\") SELECT DISTINCT ON (\"url\") \"url\", \"words\" \
+                 FROM pg_temp.\"{stage}\" WHERE sluice_ord >= $1 AND sluice_ord < $2 \
+                 ORDER BY \"url\", sluice_ord DESC ON CONFLICT (\"url\") DO UPDATE SET \"words\" = excluded.\"words\""
+            )
+        );
+        assert_eq!(
+            copy_sql(&s),
+            format!(
+                "COPY pg_temp.\"{stage}\" (\"url\", \"words\", sluice_ord) FROM STDIN (FORMAT binary)"
+            )
+        );
+        assert_eq!(
+            copy_sql(&spec("")),
+            "COPY \"pages\" (\"url\", \"words\") FROM STDIN (FORMAT binary)"
+        );
+        assert!(
+            upsert_sql(&spec("key = [\"url\"]\non_conflict = \"ignore\""))
+                .contains("sluice_ord ASC ON CONFLICT (\"url\") DO NOTHING")
+        );
+    }
+
+    /// SQLite writes a batch in fixed-size statements and then single
+    /// rows, in order: a key repeated within and across statements ends
+    /// as written one at a time (the last row with `update`, the first
+    /// with `ignore`).
+    #[tokio::test]
+    async fn sqlite_batches_keep_one_at_a_time_semantics() {
+        for (extra, want) in [("", 1204 - 1), ("on_conflict = \"ignore\"", 0)] {
+            let db = Db::connect("sqlite::memory:", 1).await.unwrap();
+            let mut specs = [spec(&format!("key = [\"url\"]\ncreate = true\n{extra}"))];
+            db.prepare(&mut specs, None).await.unwrap();
+            // 1204 rows of 7 keys: two full statements of 500 and 204 singles.
+            let encoded: Vec<Vec<u8>> = (0..1204)
+                .map(|i| {
+                    specs[0]
+                        .map(
+                            format!(r#"{{"url":"k{}","words":{i}}}"#, i % 7).as_bytes(),
+                            None,
+                        )
+                        .unwrap()
+                })
+                .collect();
+            let tables = [TableRows {
+                spec: &specs[0],
+                rows: encoded
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (i, &r[..]))
+                    .collect(),
+            }];
+            let Written::Ready(tx, bad) = db.write(&tables, &[], "", false).await.unwrap() else {
+                panic!("fenced without offsets");
+            };
+            assert!(bad.is_empty());
+            tx.commit().await.unwrap();
+            let Db::Lite(p) = &db else { unreachable!() };
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pages")
+                .fetch_one(p)
+                .await
+                .unwrap();
+            assert_eq!(n, 7);
+            // Key k0 holds rows 0, 7, ..., 1197; the last is 1197 = 1204 - 7.
+            let w: i64 = sqlx::query_scalar("SELECT words FROM pages WHERE url = 'k0'")
+                .fetch_one(p)
+                .await
+                .unwrap();
+            assert_eq!(w, if want == 0 { 0 } else { 1197 }, "{extra}");
+        }
     }
 }

@@ -11,10 +11,17 @@
 //! transaction commits. Records of a revoked, halted or fenced partition
 //! are handed back abandoned: never written, never finished.
 //!
-//! A batch flushes at `batch_rows` rows or when its oldest job is
-//! `batch_age` old. A batch the database refuses because of a row is
-//! retried with one savepoint per row: rows it still refuses go to the
-//! dead-letter topic with the database's error, and the rest commit. Every
+//! Records are batched per lane, a lane being a fixed share of the source
+//! partitions, with one lane per pooled connection (one for SQLite). A
+//! lane's batch flushes at `batch_rows` rows or when its oldest job is
+//! `batch_age` old; while it is written the lane's next batch fills, and
+//! the lanes write side by side. A lane writes one batch at a time, so a
+//! partition's batches commit in order, which exactly-once's offsets and
+//! last-write-wins upserts both rely on.
+//!
+//! A batch the database refuses because of a row is retried in isolation
+//! (see [`db`]): rows it still refuses go to the dead-letter topic with the
+//! database's error, and the rest commit. Every
 //! other failure (the database unreachable, read-only, full, locked) is
 //! retried with backoff until it passes or sluice shuts down, because
 //! dropping the batch would lose it. When a commit's outcome is unknown
@@ -24,8 +31,9 @@
 pub mod db;
 pub mod row;
 
+use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,21 +43,22 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use db::{Db, OffsetWrite, TableRows, Written};
-use row::{TableSpec, Value};
+use row::TableSpec;
 
 use super::acks::Acks;
 use super::dead_letter::{DeadLetterWriter, Payload};
 use crate::config::pipeline::Pipeline;
-use crate::config::sql::{OnConflict, SqlConfig};
+use crate::config::sql::SqlConfig;
 use crate::record::{Failure, FailureKind, Fate, Work};
 use crate::source::offsets::{Claim, PartitionTracker};
 
-/// One row of a job: which table, its values, which output it came from.
+/// One row of a job: which table, its encoded values, which output it came
+/// from.
 pub struct JobRow {
     /// Index of the table into [`SqlSink::tables`].
     pub table: usize,
-    /// One value per column of the table, in its columns' order.
-    pub values: Vec<Value>,
+    /// The row, as [`TableSpec::map`] encoded it.
+    pub row: Vec<u8>,
     /// Index into the record's `routed` outputs of the output the row came
     /// from, to dead-letter it if the database refuses the row.
     pub output: usize,
@@ -103,7 +112,11 @@ impl SqlSink {
                 tables.push(TableSpec::new(t));
             }
         }
-        let db = connect(p, cfg, &tables, &cancel).await?;
+        let db = connect(p, cfg, &mut tables, &cancel).await?;
+        let lanes = match db {
+            Db::Pg(_) => cfg.max_connections.max(1) as usize,
+            Db::Lite(_) => 1,
+        };
         let (tx, rx) = mpsc::channel(cfg.batch_rows.max(64));
         let sink = SqlSink {
             tx,
@@ -116,6 +129,8 @@ impl SqlSink {
             component: format!("pipeline `{}`: database", p.name).into(),
         };
         let batcher = Batcher {
+            pipeline: p.name.clone(),
+            lanes,
             component: sink.component.to_string(),
             db,
             tables: sink.tables.clone(),
@@ -127,7 +142,7 @@ impl SqlSink {
             dead_letters,
             cancel,
         };
-        let task = tokio::spawn(batcher.run(rx));
+        let task = tokio::spawn(Arc::new(batcher).run(rx));
         Ok((sink, task))
     }
 
@@ -185,7 +200,7 @@ impl SqlSink {
 async fn connect(
     p: &Pipeline,
     cfg: &SqlConfig,
-    tables: &[TableSpec],
+    tables: &mut [TableSpec],
     cancel: &CancellationToken,
 ) -> anyhow::Result<Db> {
     let mut attempt = 0u32;
@@ -255,6 +270,9 @@ async fn pause(attempt: u32, cancel: &CancellationToken) -> bool {
 }
 
 struct Batcher {
+    pipeline: String,
+    /// How many batches may be written at once, each on its own connection.
+    lanes: usize,
     /// How `/healthz` names this pipeline's database.
     component: String,
     db: Db,
@@ -268,39 +286,80 @@ struct Batcher {
     cancel: CancellationToken,
 }
 
+/// A lane's batch being filled, and whether its previous batch is still
+/// being written.
+#[derive(Default)]
+struct Lane {
+    filling: Vec<SqlJob>,
+    rows: usize,
+    /// When the filling batch must flush by.
+    deadline: Option<Instant>,
+    writing: bool,
+}
+
 impl Batcher {
-    async fn run(self, mut rx: mpsc::Receiver<SqlJob>) -> anyhow::Result<()> {
-        let mut batch: Vec<SqlJob> = Vec::new();
-        let mut rows = 0usize;
-        let mut deadline: Option<Instant> = None;
+    async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<SqlJob>) -> anyhow::Result<()> {
+        let mut lanes: Vec<Lane> = (0..self.lanes).map(|_| Lane::default()).collect();
+        // Dropping the set (on a fatal error) aborts the other writes: their
+        // transactions roll back and their records stay unfinished.
+        let mut writing = tokio::task::JoinSet::new();
+        let mut open = true;
         loop {
-            let full = rows >= self.batch_rows;
-            let due = deadline.is_some_and(|d| Instant::now() >= d);
-            if !batch.is_empty() && (full || due) {
-                self.flush(std::mem::take(&mut batch)).await?;
-                rows = 0;
-                deadline = None;
-                continue;
+            let now = Instant::now();
+            for (i, lane) in lanes.iter_mut().enumerate() {
+                let due = lane.rows >= self.batch_rows
+                    || lane.deadline.is_some_and(|d| now >= d)
+                    || !open;
+                if !lane.writing && !lane.filling.is_empty() && due {
+                    lane.writing = true;
+                    lane.rows = 0;
+                    lane.deadline = None;
+                    let batch = std::mem::take(&mut lane.filling);
+                    let this = Arc::clone(&self);
+                    writing.spawn(async move { (i, this.flush(batch).await) });
+                }
             }
+            if !open && writing.is_empty() {
+                return Ok(());
+            }
+            // A full batch waiting behind its lane's write stops intake:
+            // the channel, then the pipeline, back up.
+            let full = lanes.iter().any(|l| l.rows >= self.batch_rows);
+            let deadline = lanes
+                .iter()
+                .filter(|l| !l.writing)
+                .filter_map(|l| l.deadline)
+                .min();
             tokio::select! {
-                job = rx.recv() => match job {
+                job = rx.recv(), if open && !full => match job {
                     Some(job) => {
-                        if batch.is_empty() {
-                            deadline = Some(Instant::now() + self.batch_age);
+                        let lane = &mut lanes[self.lane_of(&job)];
+                        if lane.filling.is_empty() {
+                            lane.deadline = Some(Instant::now() + self.batch_age);
                         }
-                        rows += job.rows.len();
-                        batch.push(job);
+                        lane.rows += job.rows.len().max(1);
+                        lane.filling.push(job);
                     }
-                    None => {
-                        if !batch.is_empty() {
-                            self.flush(batch).await?;
-                        }
-                        return Ok(());
-                    }
+                    None => open = false,
                 },
+                Some(done) = writing.join_next(), if !writing.is_empty() => {
+                    let (i, done) = done.context("SQL batch writer panicked")?;
+                    done?;
+                    lanes[i].writing = false;
+                }
                 _ = sleep_until(deadline) => {}
             }
         }
+    }
+
+    /// The lane of a job's partition: always the same one, so a
+    /// partition's batches are written one after another; a topic's
+    /// partitions take the lanes in turn.
+    fn lane_of(&self, job: &SqlJob) -> usize {
+        let r = &job.work.record;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        r.topic.hash(&mut h);
+        (h.finish().wrapping_add(r.partition as u64) % self.lanes as u64) as usize
     }
 
     /// Write one batch and hand its records back. Only a fatal problem (a
@@ -326,7 +385,7 @@ impl Batcher {
             if jobs.is_empty() {
                 return Ok(());
             }
-            let (per_table, ids) = self.rows(&jobs, isolate);
+            let (per_table, ids) = self.rows(&jobs);
             let (offsets, trackers) = self.offsets(&jobs);
             let written = self
                 .db
@@ -341,7 +400,7 @@ impl Batcher {
                     continue;
                 }
                 Err(e) if !isolate && db::is_row_error(&e) => {
-                    tracing::warn!(error = %e, rows = ids.len(), "batch refused; retrying row by row");
+                    tracing::warn!(error = %e, rows = ids.len(), "batch refused; finding the refused rows");
                     isolate = true;
                     continue;
                 }
@@ -370,6 +429,14 @@ impl Batcher {
                 if attempt > 0 {
                     crate::metrics::healthy(&self.component);
                 }
+                for t in &per_table {
+                    let refused = bad
+                        .iter()
+                        .filter(|(id, _)| t.rows.iter().any(|(r, _)| r == id))
+                        .count();
+                    crate::metrics::sql_rows_written(&self.pipeline, &t.spec.name)
+                        .increment((t.rows.len() - refused) as u64);
+                }
                 for (o, t) in offsets.iter().zip(&trackers) {
                     t.set_claim(Claim {
                         generation: o.claim.generation,
@@ -393,18 +460,9 @@ impl Batcher {
         !t.is_revoked() && !t.halts(work.record.offset) && (!self.exactly_once || t.has_claim())
     }
 
-    /// Rows per table, and for each row id its (job, row) position.
-    ///
-    /// One statement cannot touch a key twice, so a batch collapses rows of
-    /// one key: to the last with `update`, to the first with `ignore`, which
-    /// is what writing them one at a time would store. In isolation mode
-    /// (row by row) nothing collapses, so a refused row takes no earlier
-    /// row of its key with it.
-    fn rows<'a>(
-        &'a self,
-        jobs: &'a [SqlJob],
-        isolate: bool,
-    ) -> (Vec<TableRows<'a>>, Vec<(usize, usize)>) {
+    /// Rows per table, in the order they were read, and for each row id
+    /// its (job, row) position.
+    fn rows<'a>(&'a self, jobs: &'a [SqlJob]) -> (Vec<TableRows<'a>>, Vec<(usize, usize)>) {
         let mut per_table: Vec<TableRows<'_>> = self
             .tables
             .iter()
@@ -414,27 +472,10 @@ impl Batcher {
             })
             .collect();
         let mut ids: Vec<(usize, usize)> = Vec::new();
-        let mut seen: Vec<HashMap<String, usize>> = vec![HashMap::new(); self.tables.len()];
         for (j, job) in jobs.iter().enumerate() {
             for (r, row) in job.rows.iter().enumerate() {
-                let t = &mut per_table[row.table];
-                let id = ids.len();
+                per_table[row.table].rows.push((ids.len(), &row.row));
                 ids.push((j, r));
-                let spec = &self.tables[row.table];
-                match spec.key_of(&row.values).filter(|_| !isolate) {
-                    Some(k) => match seen[row.table].get(&k) {
-                        Some(&at) => {
-                            if spec.on_conflict == OnConflict::Update {
-                                t.rows[at] = (id, &row.values);
-                            }
-                        }
-                        None => {
-                            seen[row.table].insert(k, t.rows.len());
-                            t.rows.push((id, &row.values));
-                        }
-                    },
-                    None => t.rows.push((id, &row.values)),
-                }
             }
         }
         (per_table, ids)
