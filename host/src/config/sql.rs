@@ -35,7 +35,8 @@ pub struct SqlConfig {
     /// Table that holds offsets in exactly-once mode (created if missing).
     #[serde(default = "default_offsets_table")]
     pub offsets_table: String,
-    /// Most connections in the pool.
+    /// Most connections in the pool; with PostgreSQL also how many batches
+    /// are written at once (one lane of source partitions per connection).
     #[serde(default = "default_connections")]
     pub max_connections: u32,
 }
