@@ -335,6 +335,7 @@ impl Batcher {
                         let lane = &mut lanes[self.lane_of(&job)];
                         if lane.filling.is_empty() {
                             lane.deadline = Some(Instant::now() + self.batch_age);
+                            lane.filling.reserve(self.batch_rows.min(4096));
                         }
                         lane.rows += job.rows.len().max(1);
                         lane.filling.push(job);
@@ -366,24 +367,25 @@ impl Batcher {
 
     /// Write one batch and hand its records back. Only a fatal problem (a
     /// dead-letter write that failed) is an error.
-    async fn flush(&self, batch: Vec<SqlJob>) -> anyhow::Result<()> {
-        let mut jobs = Vec::with_capacity(batch.len());
-        for mut job in batch {
+    async fn flush(&self, mut jobs: Vec<SqlJob>) -> anyhow::Result<()> {
+        for job in &mut jobs {
             if let Some(acks) = job.before_commit.take() {
                 acks.wait()
                     .await
                     .map_err(|e| anyhow::anyhow!("fatal produce error: {e}"))?;
             }
-            jobs.push(job);
         }
         let mut attempt = 0u32;
         let mut isolate = false;
         loop {
             // Records this member may no longer write go back unwritten.
-            let (keep, gone): (Vec<SqlJob>, Vec<SqlJob>) =
-                jobs.into_iter().partition(|j| self.may_write(&j.work));
-            jobs = keep;
-            abandon(gone);
+            // (Jobs are moved only when some must go: they are large.)
+            if !jobs.iter().all(|j| self.may_write(&j.work)) {
+                let (keep, gone): (Vec<SqlJob>, Vec<SqlJob>) =
+                    jobs.into_iter().partition(|j| self.may_write(&j.work));
+                jobs = keep;
+                abandon(gone);
+            }
             if jobs.is_empty() {
                 return Ok(());
             }
