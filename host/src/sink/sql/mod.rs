@@ -285,6 +285,9 @@ struct Batcher {
     cancel: CancellationToken,
 }
 
+/// Most jobs the batcher takes from its channel at once.
+const INTAKE: usize = 256;
+
 /// A lane's batch being filled, and whether its previous batch is still
 /// being written.
 #[derive(Default)]
@@ -302,6 +305,7 @@ impl Batcher {
         // Dropping the set (on a fatal error) aborts the other writes: their
         // transactions roll back and their records stay unfinished.
         let mut writing = tokio::task::JoinSet::new();
+        let mut incoming = Vec::with_capacity(INTAKE);
         let mut open = true;
         loop {
             let now = Instant::now();
@@ -323,15 +327,24 @@ impl Batcher {
             }
             // A full batch waiting behind its lane's write stops intake:
             // the channel, then the pipeline, back up.
-            let full = lanes.iter().any(|l| l.rows >= self.batch_rows);
+            let fullest = lanes.iter().map(|l| l.rows).max().unwrap_or(0);
+            let full = fullest >= self.batch_rows;
+            // No more than the fullest lane has room for, so a batch
+            // flushes at `batch_rows` and not past it.
+            let room = (self.batch_rows - fullest.min(self.batch_rows)).clamp(1, INTAKE);
             let deadline = lanes
                 .iter()
                 .filter(|l| !l.writing)
                 .filter_map(|l| l.deadline)
                 .min();
             tokio::select! {
-                job = rx.recv(), if open && !full => match job {
-                    Some(job) => {
+                // Jobs are taken in bulk: the loop's clock read, lane checks
+                // and timer are paid per handful of records, not per record.
+                n = rx.recv_many(&mut incoming, room), if open && !full => {
+                    if n == 0 {
+                        open = false;
+                    }
+                    for job in incoming.drain(..) {
                         let lane = &mut lanes[self.lane_of(&job)];
                         if lane.filling.is_empty() {
                             lane.deadline = Some(Instant::now() + self.batch_age);
@@ -340,8 +353,7 @@ impl Batcher {
                         lane.rows += job.rows.len().max(1);
                         lane.filling.push(job);
                     }
-                    None => open = false,
-                },
+                }
                 Some(done) = writing.join_next(), if !writing.is_empty() => {
                     let (i, done) = done.context("SQL batch writer panicked")?;
                     done?;
