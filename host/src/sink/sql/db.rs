@@ -145,19 +145,30 @@ fn quote(ident: &str) -> String {
 }
 
 fn insert_prefix(spec: &TableSpec) -> String {
+    format!("INSERT INTO {} ({}) ", quote(&spec.name), column_list(spec))
+}
+
+/// The table's columns, quoted, comma-separated.
+fn column_list(spec: &TableSpec) -> String {
     let cols: Vec<String> = spec.columns.iter().map(|c| quote(&c.name)).collect();
-    format!("INSERT INTO {} ({}) ", quote(&spec.name), cols.join(", "))
+    cols.join(", ")
+}
+
+/// The table's key columns, quoted, comma-separated.
+fn key_list(spec: &TableSpec) -> String {
+    let keys: Vec<String> = spec
+        .key
+        .iter()
+        .map(|&i| quote(&spec.columns[i].name))
+        .collect();
+    keys.join(", ")
 }
 
 fn conflict_suffix(spec: &TableSpec) -> String {
     if spec.key.is_empty() {
         return String::new();
     }
-    let keys: Vec<String> = spec
-        .key
-        .iter()
-        .map(|&i| quote(&spec.columns[i].name))
-        .collect();
+    let keys = key_list(spec);
     let others: Vec<String> = spec
         .columns
         .iter()
@@ -167,13 +178,9 @@ fn conflict_suffix(spec: &TableSpec) -> String {
         .collect();
     match spec.on_conflict {
         OnConflict::Update if !others.is_empty() => {
-            format!(
-                " ON CONFLICT ({}) DO UPDATE SET {}",
-                keys.join(", "),
-                others.join(", ")
-            )
+            format!(" ON CONFLICT ({keys}) DO UPDATE SET {}", others.join(", "))
         }
-        _ => format!(" ON CONFLICT ({}) DO NOTHING", keys.join(", ")),
+        _ => format!(" ON CONFLICT ({keys}) DO NOTHING"),
     }
 }
 
@@ -198,12 +205,7 @@ fn create_sql(spec: &TableSpec, pg: bool) -> String {
         })
         .collect();
     if !spec.key.is_empty() {
-        let keys: Vec<String> = spec
-            .key
-            .iter()
-            .map(|&i| quote(&spec.columns[i].name))
-            .collect();
-        cols.push(format!("PRIMARY KEY ({})", keys.join(", ")));
+        cols.push(format!("PRIMARY KEY ({})", key_list(spec)));
     }
     format!(
         "CREATE TABLE IF NOT EXISTS {} ({})",
@@ -256,11 +258,6 @@ fn stage_name(spec: &TableSpec) -> String {
     format!("sluice_stage_{:016x}", h.finish())
 }
 
-fn column_list(spec: &TableSpec) -> String {
-    let cols: Vec<String> = spec.columns.iter().map(|c| quote(&c.name)).collect();
-    cols.join(", ")
-}
-
 /// `COPY` into the table, or for a keyed table into its staging table
 /// with each row's position in `sluice_ord`.
 fn copy_sql(spec: &TableSpec) -> String {
@@ -300,11 +297,6 @@ fn stage_ddl(spec: &TableSpec) -> [String; 2] {
 /// Move staged rows `$1 <= sluice_ord < $2` into a keyed table, one per key:
 /// the last with `update`, the first with `ignore`.
 fn upsert_sql(spec: &TableSpec) -> String {
-    let keys: Vec<String> = spec
-        .key
-        .iter()
-        .map(|&i| quote(&spec.columns[i].name))
-        .collect();
     let order = match spec.on_conflict {
         OnConflict::Update => "DESC",
         OnConflict::Ignore => "ASC",
@@ -316,7 +308,7 @@ fn upsert_sql(spec: &TableSpec) -> String {
         column_list(spec),
         quote(&stage_name(spec)),
         conflict_suffix(spec),
-        keys = keys.join(", "),
+        keys = key_list(spec),
     )
 }
 
