@@ -170,3 +170,43 @@ fn url_header_fills_in_for_pages_without_one() {
     let with = parse_recipe(&html, Some("https://header.example/x")).unwrap();
     assert_eq!(with.url.as_deref(), Some("https://header.example/x"));
 }
+
+/// The pages without schema.org markup in `tests/fixtures/recipe-web/`,
+/// each beside `<page>.expected.json`: the recipe a person reads off the
+/// page, or `{"error": ...}`. These are written by hand and never blessed.
+#[test]
+fn open_web_pages_match_what_a_reader_sees() {
+    let dir = repo_root().join("tests/fixtures/recipe-web");
+    let mut pages: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "html"))
+        .collect();
+    pages.sort();
+    let mut failures = Vec::new();
+    for page in &pages {
+        let stem = page.file_stem().unwrap().to_string_lossy().into_owned();
+        let want = read_json(&dir.join(format!("{stem}.expected.json")))
+            .unwrap_or_else(|| panic!("{stem} has no {stem}.expected.json"));
+        let html = String::from_utf8_lossy(&fs::read(page).unwrap()).into_owned();
+        let got = match parse_recipe(&html, None) {
+            Ok(recipe) => serde_json::from_slice(&serde_json::to_vec(&recipe).unwrap()).unwrap(),
+            Err(message) => json!({ "error": message }),
+        };
+        if got != want {
+            failures.push(format!("{stem}:\n  want {want}\n  got  {got}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} pages differ:\n{}",
+        failures.len(),
+        pages.len(),
+        failures.join("\n")
+    );
+    assert!(
+        pages.len() >= 30,
+        "expected at least 30 pages, found {}",
+        pages.len()
+    );
+}

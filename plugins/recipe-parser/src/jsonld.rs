@@ -9,7 +9,9 @@
 
 use serde_json::Value;
 
-use crate::text::{clean_html_string, non_empty, parse_calories};
+use sluice_plugin::html::non_empty;
+
+use crate::text::{clean_html_string, parse_calories};
 
 /// The recipe fields JSON-LD can give.
 #[derive(Debug, Default, Clone, PartialEq)]

@@ -23,25 +23,20 @@
 //!   "no recipe found in page". Non-UTF-8 input is decoded lossily.
 //! - Takes no parameters: `init` rejects any key, naming it.
 
+mod fallback;
 mod jsonld;
 mod microdata;
+mod name;
+mod scan;
 mod text;
 
-use scraper::{ElementRef, Html};
+use scraper::Html;
 use serde::{Serialize, Serializer};
+use sluice_plugin::html::{collapse_ws, non_empty};
+use sluice_plugin::log::{Level, log};
+use sluice_plugin::{Guest, Input, Output, Params, ProcessError, invalid};
 
-use crate::text::{collapse_ws, element_text, non_empty};
-
-/// Bindings generated from the WIT contract (`wit/plugin.wit`).
-#[allow(clippy::too_many_arguments)]
-mod bindings {
-    wit_bindgen::generate!({ world: "transform", path: "../../wit" });
-}
-
-use crate::bindings::{Guest, Input, Output, ProcessError};
-
-use crate::bindings::sluice::plugin::log::{Level, log};
-use crate::bindings::sluice::plugin::types::ErrorKind;
+use crate::scan::Page;
 
 /// The message of the error returned for pages without a recipe.
 pub const NO_RECIPE: &str = "no recipe found in page";
@@ -87,105 +82,61 @@ pub fn parse_recipe_noted(
     notes: &mut Vec<String>,
 ) -> Result<Recipe, String> {
     let html = html.strip_prefix('\u{feff}').unwrap_or(html);
-    let doc = Html::parse_document(html);
-    let page = PageMeta::scan(&doc);
+    let page = Page::scan(html);
     let ld = jsonld::find_recipe(&page.ld_scripts, notes);
-    let md = microdata::extract(&doc);
-    if ld.is_none() && !md.scope_found && md.ingredients.is_empty() {
-        return Err(NO_RECIPE.to_string());
-    }
-    let ld = ld.unwrap_or_default();
-    let name = ld
-        .name
-        .or(md.name)
-        .or(page.og_title)
-        .or(page.h1)
-        .or(page.title)
-        .ok_or_else(|| "recipe found in page but it has no name".to_string())?;
-    let ingredients = if ld.ingredients.is_empty() {
-        md.ingredients
+    // Microdata needs the element tree; only pages that have some pay for it.
+    let md = if page.microdata {
+        microdata::extract(&Html::parse_document(html))
     } else {
-        ld.ingredients
+        microdata::MdRecipe::default()
     };
+    let structured = ld.is_some() || md.scope_found || !md.ingredients.is_empty();
+    let ld_url = ld.as_ref().and_then(|ld| ld.url.clone());
+    let (name, mut ingredients, mut servings, mut calories) = if structured {
+        let ld = ld.unwrap_or_default();
+        let name = ld
+            .name
+            .or(md.name)
+            .or_else(|| name::choose(html, &page, None, None));
+        let ingredients = if ld.ingredients.is_empty() {
+            md.ingredients
+        } else {
+            ld.ingredients
+        };
+        (
+            name,
+            ingredients,
+            ld.servings.or(md.servings),
+            ld.calories.or(md.calories),
+        )
+    } else {
+        let found = fallback::extract(html, &page).ok_or_else(|| NO_RECIPE.to_string())?;
+        let name = name::choose(html, &page, found.card.as_ref(), found.list.as_ref());
+        (name, found.ingredients, found.servings, found.calories)
+    };
+    // Structured data without ingredients (a stub) borrows the card's.
+    if structured
+        && ingredients.is_empty()
+        && let Some(found) = fallback::extract(html, &page)
+    {
+        ingredients = found.ingredients;
+        servings = servings.or(found.servings);
+        calories = calories.or(found.calories);
+    }
+    let name = name.ok_or_else(|| "recipe found in page but it has no name".to_string())?;
     let header_url = header_url.map(collapse_ws).and_then(non_empty);
     Ok(Recipe {
         name,
-        calories: ld.calories.or(md.calories),
+        calories,
         ingredients,
-        servings: ld.servings.or(md.servings),
-        url: ld.url.or(page.canonical).or(page.og_url).or(header_url),
+        servings,
+        url: ld_url.or(page.canonical).or(page.og_url).or(header_url),
     })
-}
-
-/// Page-level facts gathered in one pass over the document.
-#[derive(Debug, Default)]
-struct PageMeta {
-    ld_scripts: Vec<String>,
-    canonical: Option<String>,
-    og_url: Option<String>,
-    og_title: Option<String>,
-    h1: Option<String>,
-    title: Option<String>,
-}
-
-const HTML_NS: &str = "http://www.w3.org/1999/xhtml";
-
-impl PageMeta {
-    fn scan(doc: &Html) -> Self {
-        let mut meta = PageMeta::default();
-        for el in doc.root_element().descendent_elements() {
-            let e = el.value();
-            match e.name() {
-                "script" => {
-                    let is_ld = e
-                        .attr("type")
-                        .and_then(|t| t.split(';').next())
-                        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/ld+json"));
-                    if is_ld {
-                        meta.ld_scripts.push(el.text().collect());
-                    }
-                }
-                "link" => {
-                    let canonical = e.attr("rel").is_some_and(|r| {
-                        r.split_ascii_whitespace()
-                            .any(|t| t.eq_ignore_ascii_case("canonical"))
-                    });
-                    if canonical && meta.canonical.is_none() {
-                        meta.canonical = attr_text(el, "href");
-                    }
-                }
-                "meta" => {
-                    let prop = e.attr("property").or_else(|| e.attr("name")).unwrap_or("");
-                    if prop.eq_ignore_ascii_case("og:url") && meta.og_url.is_none() {
-                        meta.og_url = attr_text(el, "content");
-                    } else if prop.eq_ignore_ascii_case("og:title") && meta.og_title.is_none() {
-                        meta.og_title = attr_text(el, "content");
-                    }
-                }
-                "h1" if meta.h1.is_none() => meta.h1 = non_empty(element_text(el)),
-                "title" if meta.title.is_none() && &*e.name.ns == HTML_NS => {
-                    meta.title = non_empty(collapse_ws(&el.text().collect::<String>()));
-                }
-                _ => {}
-            }
-        }
-        meta
-    }
-}
-
-/// An attribute's value, whitespace collapsed, if present and non-empty.
-fn attr_text(el: ElementRef<'_>, name: &str) -> Option<String> {
-    el.attr(name).map(collapse_ws).and_then(non_empty)
 }
 
 /// Checks the plugin's parameters: it takes none.
 fn check_params(params: &[(String, String)]) -> Result<(), String> {
-    match params.first() {
-        Some((key, _)) => Err(format!(
-            "recipe-parser: unknown parameter `{key}` (it takes no parameters)"
-        )),
-        None => Ok(()),
-    }
+    Params::new("recipe-parser", &[], params.to_vec()).map(drop)
 }
 
 /// The URL given in the record's `url` header, if any and if UTF-8.
@@ -202,7 +153,7 @@ struct RecipeParser;
 impl Guest for RecipeParser {
     /// Each record exactly as `process` would answer it alone.
     fn process_batch(records: Vec<Input>) -> Vec<Result<Vec<Output>, ProcessError>> {
-        records.into_iter().map(Self::process).collect()
+        sluice_plugin::each(records, Self::process)
     }
 
     fn init(params: Vec<(String, String)>) -> Result<(), String> {
@@ -228,14 +179,7 @@ impl Guest for RecipeParser {
     }
 }
 
-fn invalid(message: String) -> ProcessError {
-    ProcessError {
-        kind: ErrorKind::Invalid,
-        message,
-    }
-}
-
-bindings::export!(RecipeParser with_types_in bindings);
+sluice_plugin::export!(RecipeParser);
 
 #[cfg(test)]
 mod golden_tests;
@@ -348,8 +292,8 @@ mod tests {
         let title = "<title> Title  Name </title>";
         let h1 = "<h1>H1 <em>Name</em></h1>";
         let name = |html: String| parse(&html).name;
-        assert_eq!(name(format!("{title}{og}{h1}{md}")), "OG & Name");
-        assert_eq!(name(format!("{title}{h1}{md}")), "H1 Name");
+        assert_eq!(name(format!("{title}{og}{h1}{md}")), "H1 Name");
+        assert_eq!(name(format!("{title}{og}{md}")), "OG & Name");
         assert_eq!(name(format!("{title}{md}")), "Title Name");
         assert_eq!(
             parse_recipe(md, None).unwrap_err(),

@@ -10,7 +10,14 @@
 
 use scraper::{ElementRef, Html};
 
-use crate::text::{collapse_ws, element_text, non_empty, parse_calories};
+use sluice_plugin::html::{TextOptions, collapse_ws, non_empty, visible_text};
+
+use crate::text::parse_calories;
+
+/// The visible text of an element, as recipe-parser reads it.
+fn element_text(el: ElementRef<'_>) -> String {
+    visible_text(el, TextOptions::default())
+}
 
 /// The recipe fields microdata can give.
 #[derive(Debug, Default, Clone, PartialEq)]

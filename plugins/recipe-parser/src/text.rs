@@ -6,20 +6,8 @@
 //! (even double-encoded ones such as `&amp;#39;`) and stray HTML tags
 //! removed; calorie strings such as `"1,200 kcal"` become numbers.
 
-use ego_tree::iter::Edge;
-use scraper::{ElementRef, Html, Node};
-
-/// Trims `s` and collapses every run of whitespace into one space.
-pub fn collapse_ws(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for word in s.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(word);
-    }
-    out
-}
+use sluice_plugin::html::collapse_ws;
+use sluice_plugin::html::tokenize::visible_text;
 
 /// Cleans a string that may contain HTML markup or entities (JSON-LD values
 /// are often HTML-escaped): strips tags, decodes entities the way a browser
@@ -44,10 +32,7 @@ pub fn clean_html_string(s: &str) -> String {
 
 /// Parses `s` as an HTML fragment and returns its text content.
 fn fragment_text(s: &str) -> String {
-    let frag = Html::parse_fragment(s);
-    let mut out = String::with_capacity(s.len());
-    push_text(frag.root_element(), &mut out);
-    out
+    visible_text(s, |_| false)
 }
 
 /// Whether `s` contains something that looks like a character reference:
@@ -76,100 +61,6 @@ fn has_entity(s: &str) -> bool {
             .count();
         len > 0 && body.get(len) == Some(&b';')
     })
-}
-
-/// Elements whose contents are never visible text.
-fn is_invisible(name: &str) -> bool {
-    matches!(name, "script" | "style" | "noscript" | "template")
-}
-
-/// Elements that start a new line when rendered, so their text must not run
-/// into their neighbours' text.
-fn is_block(name: &str) -> bool {
-    matches!(
-        name,
-        "address"
-            | "article"
-            | "aside"
-            | "blockquote"
-            | "br"
-            | "dd"
-            | "details"
-            | "div"
-            | "dl"
-            | "dt"
-            | "figcaption"
-            | "figure"
-            | "footer"
-            | "form"
-            | "h1"
-            | "h2"
-            | "h3"
-            | "h4"
-            | "h5"
-            | "h6"
-            | "header"
-            | "hr"
-            | "li"
-            | "main"
-            | "nav"
-            | "ol"
-            | "p"
-            | "pre"
-            | "section"
-            | "summary"
-            | "table"
-            | "td"
-            | "th"
-            | "tr"
-            | "ul"
-    )
-}
-
-/// Appends the visible text under `el` to `out`, skipping script/style
-/// contents and separating block-level elements with a space. The result is
-/// not collapsed; use [`element_text`] for that. Iterative, so deeply nested
-/// pages cannot overflow the WebAssembly stack.
-pub fn push_text(el: ElementRef<'_>, out: &mut String) {
-    // While inside an invisible element, the id of that element.
-    let mut hidden = None;
-    for edge in el.traverse() {
-        match edge {
-            Edge::Open(node) => {
-                if hidden.is_some() {
-                    continue;
-                }
-                match node.value() {
-                    Node::Text(t) => out.push_str(t),
-                    Node::Element(e) if is_invisible(e.name()) => hidden = Some(node.id()),
-                    Node::Element(e) if is_block(e.name()) => out.push(' '),
-                    _ => {}
-                }
-            }
-            Edge::Close(node) => {
-                if hidden == Some(node.id()) {
-                    hidden = None;
-                } else if hidden.is_none()
-                    && let Node::Element(e) = node.value()
-                    && is_block(e.name())
-                {
-                    out.push(' ');
-                }
-            }
-        }
-    }
-}
-
-/// The visible text under `el`, whitespace collapsed.
-pub fn element_text(el: ElementRef<'_>) -> String {
-    let mut out = String::new();
-    push_text(el, &mut out);
-    collapse_ws(&out)
-}
-
-/// Returns `Some(s)` when `s` is not empty.
-pub fn non_empty(s: String) -> Option<String> {
-    if s.is_empty() { None } else { Some(s) }
 }
 
 /// One number found in a calorie string, with the word that follows it.
@@ -254,12 +145,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn collapses_whitespace_including_nbsp() {
-        assert_eq!(collapse_ws("  a \n\t b\u{a0}\u{a0}c  "), "a b c");
-        assert_eq!(collapse_ws(""), "");
-    }
-
-    #[test]
     fn decodes_entities() {
         assert_eq!(clean_html_string("Mac &amp; Cheese"), "Mac & Cheese");
         assert_eq!(clean_html_string("Grandma&#39;s Pie"), "Grandma's Pie");
@@ -340,28 +225,5 @@ mod tests {
     fn calories_garbage() {
         assert_eq!(parse_calories(""), None);
         assert_eq!(parse_calories("lots"), None);
-    }
-
-    #[test]
-    fn element_text_skips_scripts_and_separates_blocks() {
-        let doc = Html::parse_fragment(
-            "<div><p>one</p><p>two<script>var x=1;</script></p><span>th</span><b>ree</b></div>",
-        );
-        assert_eq!(element_text(doc.root_element()), "one two three");
-    }
-
-    #[test]
-    fn deep_nesting_does_not_recurse() {
-        // A recursive walk would overflow this small stack at this depth.
-        let text = std::thread::Builder::new()
-            .stack_size(256 * 1024)
-            .spawn(|| {
-                let html = format!("{}deep{}", "<div>".repeat(5_000), "</div>".repeat(5_000));
-                element_text(Html::parse_document(&html).root_element())
-            })
-            .unwrap()
-            .join()
-            .unwrap();
-        assert_eq!(text, "deep");
     }
 }
