@@ -21,15 +21,9 @@ use std::cell::Cell;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-/// Bindings generated from the WIT contract (`wit/plugin.wit`).
-#[allow(clippy::too_many_arguments)]
-mod bindings {
-    wit_bindgen::generate!({ world: "transform", path: "../../wit" });
-}
+use sluice_plugin::{Guest, Input, Output, ProcessError};
 
-use crate::bindings::{Guest, Input, Output, ProcessError};
-
-use crate::bindings::sluice::plugin::types::ErrorKind;
+use sluice_plugin::ErrorKind;
 
 /// The threshold used when the `threshold` parameter is not given.
 #[cfg(not(feature = "default-threshold-300"))]
@@ -56,6 +50,7 @@ impl Default for Config {
 
 /// Parses the plugin's parameters.
 pub fn parse_params(params: &[(String, String)]) -> Result<Config, String> {
+    sluice_plugin::Params::new("calorie-alert", &["threshold"], params.to_vec())?;
     let mut config = Config::default();
     for (key, value) in params {
         match key.as_str() {
@@ -69,11 +64,7 @@ pub fn parse_params(params: &[(String, String)]) -> Result<Config, String> {
                         format!("calorie-alert: parameter `threshold` must be a non-negative number, got {value:?}")
                     })?;
             }
-            _ => {
-                return Err(format!(
-                    "calorie-alert: unknown parameter `{key}` (known parameters: threshold)"
-                ));
-            }
+            _ => {} // refused by Params above
         }
     }
     Ok(config)
@@ -163,7 +154,7 @@ struct CalorieAlert;
 impl Guest for CalorieAlert {
     /// Each record exactly as `process` would answer it alone.
     fn process_batch(records: Vec<Input>) -> Vec<Result<Vec<Output>, ProcessError>> {
-        records.into_iter().map(Self::process).collect()
+        sluice_plugin::each(records, Self::process)
     }
 
     fn init(params: Vec<(String, String)>) -> Result<(), String> {
@@ -190,7 +181,7 @@ impl Guest for CalorieAlert {
     }
 }
 
-bindings::export!(CalorieAlert with_types_in bindings);
+sluice_plugin::export!(CalorieAlert);
 
 #[cfg(test)]
 mod tests {

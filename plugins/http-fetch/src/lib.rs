@@ -25,15 +25,9 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Bindings generated from the WIT contract (`wit/plugin.wit`).
-#[allow(clippy::too_many_arguments)]
-mod bindings {
-    wit_bindgen::generate!({ world: "transform", path: "../../wit" });
-}
-
-use crate::bindings::sluice::plugin::http::{self, FetchError};
-use crate::bindings::sluice::plugin::types::{ErrorKind, Header};
-use crate::bindings::{Guest, Input, Output, ProcessError};
+use sluice_plugin::http::{self, FetchError};
+use sluice_plugin::{ErrorKind, Header};
+use sluice_plugin::{Guest, Input, Output, ProcessError};
 
 static FAIL_ON_STATUS: AtomicBool = AtomicBool::new(true);
 /// Request headers from `header.*` parameters, in the order given.
@@ -81,29 +75,27 @@ struct HttpFetch;
 impl Guest for HttpFetch {
     /// Each record exactly as `process` would answer it alone.
     fn process_batch(records: Vec<Input>) -> Vec<Result<Vec<Output>, ProcessError>> {
-        records.into_iter().map(Self::process).collect()
+        sluice_plugin::each(records, Self::process)
     }
 
     fn init(params: Vec<(String, String)>) -> Result<(), String> {
+        let params =
+            sluice_plugin::Params::new("http-fetch", &["fail_on_status", "header."], params)?;
         FAIL_ON_STATUS.store(true, Ordering::Relaxed);
         let mut headers = Vec::new();
-        for (k, v) in params {
+        for (k, v) in params.iter() {
             if let Some(name) = k.strip_prefix("header.") {
-                headers.push((name.to_owned(), v));
+                headers.push((name.to_owned(), v.to_owned()));
                 continue;
             }
-            match k.as_str() {
+            match k {
                 "fail_on_status" => {
                     let on = v
                         .parse::<bool>()
                         .map_err(|_| format!("fail_on_status must be true or false, not {v:?}"))?;
                     FAIL_ON_STATUS.store(on, Ordering::Relaxed);
                 }
-                other => {
-                    return Err(format!(
-                        "unknown parameter `{other}` (known: fail_on_status, header.NAME)"
-                    ));
-                }
+                _ => {} // refused by Params above
             }
         }
         *HEADERS
@@ -160,7 +152,7 @@ impl Guest for HttpFetch {
     }
 }
 
-bindings::export!(HttpFetch with_types_in bindings);
+sluice_plugin::export!(HttpFetch);
 
 #[cfg(test)]
 mod tests {

@@ -27,7 +27,6 @@
 //!   invalid CSS selector or XPath expression (also naming the expression),
 //!   or an empty `banned_marker` / `url_header`.
 
-mod text;
 mod xpath;
 
 use std::cell::RefCell;
@@ -36,18 +35,23 @@ use std::rc::Rc;
 use scraper::{ElementRef, Html, Selector};
 use serde::Serialize;
 
-use crate::text::{collapse_ws, visible_text};
+use sluice_plugin::html::{TextOptions, collapse_ws};
+
+/// page-parser's selectors may pick an invisible element (a `noscript`) on
+/// purpose, and then want its text.
+const TEXT: TextOptions = TextOptions {
+    selected_invisible_root: true,
+};
+
+/// The visible text under `el`, whitespace collapsed.
+fn visible_text(el: scraper::ElementRef<'_>) -> String {
+    sluice_plugin::html::visible_text(el, TEXT)
+}
 use crate::xpath::XpathBody;
 
-/// Bindings generated from the WIT contract (`wit/plugin.wit`).
-#[allow(clippy::too_many_arguments)]
-mod bindings {
-    wit_bindgen::generate!({ world: "transform", path: "../../wit" });
-}
+use sluice_plugin::{Guest, Input, Output, ProcessError};
 
-use crate::bindings::{Guest, Input, Output, ProcessError};
-
-use crate::bindings::sluice::plugin::types::{ErrorKind, Header};
+use sluice_plugin::{ErrorKind, Header};
 
 /// What chooses the page body.
 #[derive(Debug)]
@@ -86,8 +90,18 @@ fn css(param: &str, source: &str) -> Result<Selector, String> {
     })
 }
 
+/// The parameters page-parser takes.
+const KNOWN_PARAMS: &[&str] = &[
+    "title_selector",
+    "body_selector",
+    "xpath",
+    "banned_marker",
+    "url_header",
+];
+
 /// Parses the plugin's parameters.
 pub fn parse_params(params: &[(String, String)]) -> Result<Config, String> {
+    sluice_plugin::Params::new("page-parser", KNOWN_PARAMS, params.to_vec())?;
     let mut title_source = "title".to_string();
     let mut body_source = None;
     let mut xpath_source = None;
@@ -112,12 +126,7 @@ pub fn parse_params(params: &[(String, String)]) -> Result<Config, String> {
                 }
                 url_header = value.trim().to_string();
             }
-            _ => {
-                return Err(format!(
-                    "page-parser: unknown parameter `{key}` (known parameters: title_selector, body_selector, \
-                     xpath, banned_marker, url_header)"
-                ));
-            }
+            _ => {} // refused by Params above
         }
     }
     let title = css("title_selector", &title_source)?;
@@ -230,7 +239,7 @@ fn css_body_text(doc: &Html, selector: &Selector) -> Option<String> {
         }
         last = Some(el);
         out.push(' ');
-        text::push_visible_text(el, &mut out);
+        sluice_plugin::html::push_visible_text(el, TEXT, &mut out);
     }
     last.map(|_| collapse_ws(&out))
 }
@@ -274,7 +283,7 @@ struct PageParser;
 impl Guest for PageParser {
     /// Each record exactly as `process` would answer it alone.
     fn process_batch(records: Vec<Input>) -> Vec<Result<Vec<Output>, ProcessError>> {
-        records.into_iter().map(Self::process).collect()
+        sluice_plugin::each(records, Self::process)
     }
 
     fn init(params: Vec<(String, String)>) -> Result<(), String> {
@@ -313,7 +322,7 @@ impl Guest for PageParser {
     }
 }
 
-bindings::export!(PageParser with_types_in bindings);
+sluice_plugin::export!(PageParser);
 
 #[cfg(test)]
 mod tests {

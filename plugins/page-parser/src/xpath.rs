@@ -48,7 +48,7 @@ mod enabled {
     use skyscraper::xpath::grammar::data_model::XpathItem;
     use skyscraper::xpath::{Xpath, XpathItemTree};
 
-    use crate::text::{collapse_ws, is_block, is_invisible};
+    use sluice_plugin::html::{collapse_ws, is_block, is_invisible};
 
     /// A compiled XPath expression and its source text.
     pub struct XpathBody {

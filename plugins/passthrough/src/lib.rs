@@ -6,13 +6,7 @@
 //! rejected by `init` with a message naming it). Used by the per-call
 //! benchmark, so it is kept as lean as possible.
 
-/// Bindings generated from the WIT contract (`wit/plugin.wit`).
-#[allow(clippy::too_many_arguments)]
-mod bindings {
-    wit_bindgen::generate!({ world: "transform", path: "../../wit" });
-}
-
-use crate::bindings::{Guest, Input, Output, ProcessError};
+use sluice_plugin::{Guest, Input, Output, ProcessError};
 
 /// The plugin's export implementation.
 struct Passthrough;
@@ -20,7 +14,7 @@ struct Passthrough;
 impl Guest for Passthrough {
     /// Each record exactly as `process` would answer it alone.
     fn process_batch(records: Vec<Input>) -> Vec<Result<Vec<Output>, ProcessError>> {
-        records.into_iter().map(Self::process).collect()
+        sluice_plugin::each(records, Self::process)
     }
 
     fn init(params: Vec<(String, String)>) -> Result<(), String> {
@@ -39,20 +33,15 @@ impl Guest for Passthrough {
 
 /// Passthrough takes no parameters: the first one given is an error.
 fn check_params(params: &[(String, String)]) -> Result<(), String> {
-    match params.first() {
-        Some((key, _)) => Err(format!(
-            "passthrough: unknown parameter `{key}` (it takes none)"
-        )),
-        None => Ok(()),
-    }
+    sluice_plugin::Params::new("passthrough", &[], params.to_vec()).map(drop)
 }
 
-bindings::export!(Passthrough with_types_in bindings);
+sluice_plugin::export!(Passthrough);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::sluice::plugin::types::Header;
+    use sluice_plugin::Header;
 
     #[test]
     fn no_params_is_ok() {

@@ -8,16 +8,10 @@
 //! Promises: with no parameters it is a plain passthrough; any parameter
 //! other than `transient` and `invalid` is refused by `init`, by name.
 
-/// Bindings generated from the WIT contract (`wit/plugin.wit`).
-#[allow(clippy::too_many_arguments)]
-mod bindings {
-    wit_bindgen::generate!({ world: "transform", path: "../../../wit" });
-}
-
 use std::sync::OnceLock;
 
-use crate::bindings::sluice::plugin::types::ErrorKind;
-use crate::bindings::{Guest, Input, Output, ProcessError};
+use sluice_plugin::ErrorKind;
+use sluice_plugin::{Guest, Input, Output, ProcessError};
 
 /// The markers set by `init`: (transient, invalid).
 static MARKERS: OnceLock<(Option<String>, Option<String>)> = OnceLock::new();
@@ -28,7 +22,7 @@ struct Flaky;
 impl Guest for Flaky {
     /// Each record exactly as `process` would answer it alone.
     fn process_batch(records: Vec<Input>) -> Vec<Result<Vec<Output>, ProcessError>> {
-        records.into_iter().map(Self::process).collect()
+        sluice_plugin::each(records, Self::process)
     }
 
     fn init(params: Vec<(String, String)>) -> Result<(), String> {
@@ -71,4 +65,4 @@ impl Guest for Flaky {
     }
 }
 
-bindings::export!(Flaky with_types_in bindings);
+sluice_plugin::export!(Flaky);

@@ -10,13 +10,7 @@
 //!   key, value and headers.
 //! - Accepts and ignores any parameters.
 
-/// Bindings generated from the WIT contract (`wit/plugin.wit`).
-#[allow(clippy::too_many_arguments)]
-mod bindings {
-    wit_bindgen::generate!({ world: "transform", path: "../../../wit" });
-}
-
-use crate::bindings::{Guest, Input, Output, ProcessError};
+use sluice_plugin::{Guest, Input, Output, ProcessError};
 
 /// Traps with a WebAssembly `unreachable` instruction.
 #[cfg(target_arch = "wasm32")]
@@ -36,7 +30,7 @@ struct Panic;
 impl Guest for Panic {
     /// Each record exactly as `process` would answer it alone.
     fn process_batch(records: Vec<Input>) -> Vec<Result<Vec<Output>, ProcessError>> {
-        records.into_iter().map(Self::process).collect()
+        sluice_plugin::each(records, Self::process)
     }
 
     fn init(_params: Vec<(String, String)>) -> Result<(), String> {
@@ -57,7 +51,7 @@ impl Guest for Panic {
     }
 }
 
-bindings::export!(Panic with_types_in bindings);
+sluice_plugin::export!(Panic);
 
 #[cfg(test)]
 mod tests {
