@@ -18,7 +18,7 @@ for build in plugins/*/build.sh; do
     dir=$(dirname "$build")
     name=$(basename "$dir")
     out="$dist/$name.wasm"
-    stamp=$( { echo "$tools"; cat wit/*.wit; find "$dir" -type f ! -name '*.wasm' ! -path '*/__pycache__/*' | LC_ALL=C sort | xargs cat; } | sha256sum | cut -c1-64)
+    stamp=$( { echo "$tools"; cat wit/*.wit host/templates/*/build.sh; find "$dir" -type f ! -name '*.wasm' ! -path '*/__pycache__/*' | LC_ALL=C sort | xargs cat; } | sha256sum | cut -c1-64)
     if [ -f "$out" ] && [ "$(cat "$stamps/$name" 2>/dev/null)" = "$stamp" ]; then
         echo "build-polyglot: $name is up to date"
         continue

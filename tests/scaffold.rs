@@ -204,19 +204,24 @@ fn a_bad_name_is_refused_with_the_reason() {
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }
 
-/// The in-repo plugins use the templates' build recipe, unchanged.
+/// The in-repo ports build with the templates' own `build.sh` (the file
+/// `plugin new` ships and the tests above prove), not with copies of it.
 #[test]
-fn in_repo_plugins_build_like_the_templates() {
+fn in_repo_plugins_build_with_the_templates() {
     for (template, plugin) in [
         ("python", "calorie-alert-py"),
         ("js", "calorie-alert-js"),
         ("c", "calorie-alert-c"),
         ("zig", "calorie-alert-zig"),
     ] {
-        let t = std::fs::read_to_string(root().join(format!("host/templates/{template}/build.sh")))
-            .unwrap();
         let p = std::fs::read_to_string(root().join(format!("plugins/{plugin}/build.sh"))).unwrap();
-        assert_eq!(t, p, "plugins/{plugin}/build.sh differs from its template");
+        let call = format!("host/templates/{template}/build.sh");
+        assert!(p.contains(&call), "plugins/{plugin}/build.sh does not run {call}");
+        let code = p
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .count();
+        assert!(code <= 3, "plugins/{plugin}/build.sh has a build of its own ({code} lines)");
     }
 }
 

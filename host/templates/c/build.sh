@@ -3,7 +3,8 @@
 # Needs clang-22 + wasi-libc (apt), wit-bindgen-cli 0.63.0, wasm-tools 1.262.0
 # and the wasi preview1 reactor adapter (`just toolchains` installs them all).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+# SLUICE_PLUGIN_DIR lets a plugin kept elsewhere build with this script.
+here="${SLUICE_PLUGIN_DIR:-$(cd "$(dirname "$0")" && pwd)}"
 out=$(realpath -m "${1:-$here/$(basename "$here").wasm}")
 T="${SLUICE_TOOLCHAINS:-$HOME/.cache/sluice/toolchains}"
 wit="$here/wit"; [ -d "$wit" ] || wit="$here/../../wit/0.1.0"

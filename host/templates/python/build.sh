@@ -2,7 +2,8 @@
 # Build this Python plugin into a component: build.sh [OUT.wasm]
 # Needs componentize-py 0.25.1 (`just toolchains` installs it).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+# SLUICE_PLUGIN_DIR lets a plugin kept elsewhere build with this script.
+here="${SLUICE_PLUGIN_DIR:-$(cd "$(dirname "$0")" && pwd)}"
 out=$(realpath -m "${1:-$here/$(basename "$here").wasm}")
 T="${SLUICE_TOOLCHAINS:-$HOME/.cache/sluice/toolchains}"
 wit="$here/wit"; [ -d "$wit" ] || wit="$here/../../wit/0.1.0"

@@ -3,7 +3,8 @@
 # Needs zig 0.17.1 (pip package ziglang), wit-bindgen-cli 0.63.0, wasm-tools
 # 1.263.0 and the wasi preview1 reactor adapter (`just toolchains`).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+# SLUICE_PLUGIN_DIR lets a plugin kept elsewhere build with this script.
+here="${SLUICE_PLUGIN_DIR:-$(cd "$(dirname "$0")" && pwd)}"
 out=$(realpath -m "${1:-$here/$(basename "$here").wasm}")
 T="${SLUICE_TOOLCHAINS:-$HOME/.cache/sluice/toolchains}"
 wit="$here/wit"; [ -d "$wit" ] || wit="$here/../../wit/0.1.0"
