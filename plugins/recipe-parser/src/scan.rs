@@ -127,7 +127,8 @@ impl<'a> Page<'a> {
                     if !page.microdata && has_microdata(&tag) {
                         page.microdata = true;
                     }
-                    match name.to_ascii_lowercase().as_str() {
+                    let lower = lowercase_name(name);
+                    match &*lower {
                         "script" => {
                             if tag.attr("type").is_some_and(is_ld_json) {
                                 raw = RawOf::LdJson;
@@ -258,6 +259,15 @@ impl<'a> Page<'a> {
     }
 }
 
+/// A tag name in lowercase, without allocating for the names that matter.
+fn lowercase_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
 /// An attribute's value, decoded and whitespace collapsed, if not empty.
 fn attr_text(tag: &Tag<'_>, name: &str) -> Option<String> {
     tag.attr_decoded(name)
@@ -271,11 +281,20 @@ fn is_ld_json(t: &str) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/ld+json"))
 }
 
+/// Whether a tag carries microdata the microdata extractor reads: an
+/// `itemtype` naming a recipe, or a recipe property. Pages whose microdata
+/// is only a theme's `WebPage`/`Article` markup do not pay for a DOM.
 fn has_microdata(tag: &Tag<'_>) -> bool {
     contains_ci(tag.attrs, "item")
-        && tag
-            .attrs()
-            .any(|(n, _)| n.eq_ignore_ascii_case("itemprop") || n.eq_ignore_ascii_case("itemscope"))
+        && tag.attrs().any(|(n, v)| {
+            (n.eq_ignore_ascii_case("itemtype") && contains_ci(v, "recipe"))
+                || (n.eq_ignore_ascii_case("itemprop")
+                    && v.split_ascii_whitespace().any(|p| {
+                        ["recipeIngredient", "ingredients", "ingredient", "recipeYield", "calories"]
+                            .iter()
+                            .any(|r| p.eq_ignore_ascii_case(r))
+                    }))
+        })
 }
 
 fn is_chrome(name: &str) -> bool {
@@ -485,7 +504,10 @@ mod tests {
         assert_eq!(page.canonical.as_deref(), Some("https://x.test/a"));
         assert_eq!(page.ld_scripts, [r#"{"@type":"Recipe"}"#]);
         assert!(!page.microdata);
-        assert!(Page::scan(r#"<span itemprop="name">x</span>"#).microdata);
+        assert!(Page::scan(r#"<li itemprop="recipeIngredient">x</li>"#).microdata);
+        assert!(Page::scan(r#"<div itemscope itemtype="https://schema.org/Recipe">"#).microdata);
+        // A theme's page markup is not recipe microdata.
+        assert!(!Page::scan(r#"<body itemscope itemtype="https://schema.org/WebPage"><h1 itemprop="headline">x</h1>"#).microdata);
     }
 
     #[test]
