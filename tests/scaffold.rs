@@ -216,12 +216,18 @@ fn in_repo_plugins_build_with_the_templates() {
     ] {
         let p = std::fs::read_to_string(root().join(format!("plugins/{plugin}/build.sh"))).unwrap();
         let call = format!("host/templates/{template}/build.sh");
-        assert!(p.contains(&call), "plugins/{plugin}/build.sh does not run {call}");
+        assert!(
+            p.contains(&call),
+            "plugins/{plugin}/build.sh does not run {call}"
+        );
         let code = p
             .lines()
             .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
             .count();
-        assert!(code <= 3, "plugins/{plugin}/build.sh has a build of its own ({code} lines)");
+        assert!(
+            code <= 3,
+            "plugins/{plugin}/build.sh has a build of its own ({code} lines)"
+        );
     }
 }
 

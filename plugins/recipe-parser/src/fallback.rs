@@ -112,7 +112,7 @@ pub fn extract(src: &str, page: &Page<'_>) -> Option<Found> {
         .filter(|m| m.kind == Kind::Servings)
         .filter(scope)
         .find_map(|m| servings(&src[m.at..m.end]))
-        .or_else(|| servings_in_text(&visible_text(around, is_skipped)));
+        .or_else(|| lines(around).iter().find_map(|l| servings_in_text(l)));
     let calories = page
         .marks
         .iter()
@@ -217,11 +217,13 @@ fn ingredients(list: &str) -> Vec<String> {
             .filter(|t| is_ingredient_line(t))
             .collect();
     }
-    // A list of links only is navigation (a filter, a tag cloud).
-    if spans
-        .iter()
-        .all(|s| visible_text(s, |t| is_skipped(t) || t.is("a")).is_empty())
-    {
+    // A list of links only is navigation (a filter, a tag cloud), even when
+    // each link has a count beside it.
+    if spans.iter().all(|s| {
+        !visible_text(s, |t| is_skipped(t) || t.is("a"))
+            .chars()
+            .any(char::is_alphabetic)
+    }) {
         return Vec::new();
     }
     spans
@@ -389,27 +391,12 @@ const SERVINGS_WORDS: &[&str] = &[
     "portions:",
 ];
 
-/// Words that may follow a servings figure as its unit.
-const SERVINGS_UNITS: &[&str] = &[
-    "servings",
-    "serving",
-    "people",
-    "persons",
-    "portions",
-    "portionen",
-    "personen",
-    "personnes",
-    "persone",
-    "porciones",
-    "raciones",
-    "porções",
-    "pieces",
-    "porzioni",
-];
-
-/// A servings figure written out in text: "Serves: 4", "Yield 6 servings".
-fn servings_in_text(text: &str) -> Option<String> {
-    let lower = text.to_lowercase();
+/// A servings figure written out in a line of text: "Serves: 4", "Yield 6
+/// servings", "Makes 4 burgers". The words after the number are its unit
+/// when at most two words end the line or a clause ("4 | Time: 1 hour" is
+/// just "4").
+fn servings_in_text(line: &str) -> Option<String> {
+    let lower = line.to_lowercase();
     for label in [
         "serves",
         "servings",
@@ -428,22 +415,31 @@ fn servings_in_text(text: &str) -> Option<String> {
                 .chars()
                 .next_back()
                 .is_some_and(char::is_alphabetic)
+                || i + label.len() > line.len()
             {
                 continue;
             }
-            let rest = &text[i + label.len()..];
-            let rest = rest.trim_start_matches([':', ' ', '\u{a0}']);
+            let rest = line[i + label.len()..].trim_start_matches([':', ' ', '\u{a0}']);
             let digits: String = rest
                 .chars()
                 .take_while(|c| c.is_ascii_digit() || *c == '-')
                 .collect();
-            if digits.is_empty() || !digits.starts_with(|c: char| c.is_ascii_digit()) {
+            if !digits.starts_with(|c: char| c.is_ascii_digit()) {
                 continue;
             }
             let after = rest[digits.len()..].trim_start();
-            let unit: String = after.chars().take_while(|c| c.is_alphabetic()).collect();
-            return Some(if SERVINGS_UNITS.contains(&unit.to_lowercase().as_str()) {
-                format!("{digits} {unit}")
+            let words: Vec<&str> = after
+                .split_whitespace()
+                .take_while(|w| w.chars().all(char::is_alphabetic))
+                .take(3)
+                .collect();
+            let unit_ends_clause = !words.is_empty() && words.len() <= 2 && {
+                let tail = after.split_whitespace().nth(words.len());
+                tail.is_none_or(|t| !t.starts_with(|c: char| c.is_alphanumeric()))
+            };
+            let digits = digits.trim_end_matches('-').to_string();
+            return Some(if unit_ends_clause {
+                format!("{digits} {}", words.join(" "))
             } else {
                 digits
             });

@@ -345,3 +345,4 @@ mod tests {
         assert_eq!(notes.len(), 1, "{notes:?}");
     }
 }
+#[cfg(test)]

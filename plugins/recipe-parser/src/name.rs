@@ -45,6 +45,10 @@ const NOT_NAMES: &[&str] = &[
     "instructions",
     "directions",
     "method",
+    "steps",
+    "preparation",
+    "equipment",
+    "tips",
     "nutrition",
     "notes",
     "recipe",
@@ -73,10 +77,12 @@ pub fn choose(
 
     let inside_card =
         |m: &&Mark| card.is_some_and(|c| c.contains(m)) && list.is_none_or(|l| !l.contains(m));
+    // A card's title comes before its ingredients.
     let titles: Vec<&Mark> = page
         .marks
         .iter()
         .filter(inside_card)
+        .filter(before_list)
         .filter(|m| matches!(m.kind, Kind::Title { .. }))
         .collect();
     // A title wrapper (title plus rating) yields to the title inside it.

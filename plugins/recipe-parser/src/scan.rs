@@ -124,8 +124,19 @@ impl<'a> Page<'a> {
                         }
                         continue;
                     }
-                    if !page.microdata && has_microdata(&tag) {
-                        page.microdata = true;
+                    let (mut class, mut id) = ("", "");
+                    let mut data: Option<&str> = None;
+                    for (n, v) in tag.attrs() {
+                        match n.len() {
+                            5 if n.eq_ignore_ascii_case("class") => class = v,
+                            2 if n.eq_ignore_ascii_case("id") => id = v,
+                            8 if !page.microdata => page.microdata = is_recipe_microdata(n, v),
+                            _ if n.len() > 5 && n[..5].eq_ignore_ascii_case("data-") => {
+                                // `data-ingredients`, `data-servings`: named by attribute.
+                                data = data.or(Some(&n[5..]));
+                            }
+                            _ => {}
+                        }
                     }
                     let lower = lowercase_name(name);
                     match &*lower {
@@ -152,7 +163,7 @@ impl<'a> Page<'a> {
                     if let Some(kind) = heading_kind(name) {
                         page.mark(kind, &tag, depth, in_chrome, &mut open);
                     }
-                    let Some(kinds) = classify(&tag) else {
+                    let Some(kinds) = classify(class, id, data.unwrap_or("")) else {
                         continue;
                     };
                     for (slot, kind) in [
@@ -281,20 +292,23 @@ fn is_ld_json(t: &str) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/ld+json"))
 }
 
-/// Whether a tag carries microdata the microdata extractor reads: an
+/// Whether an attribute is microdata the microdata extractor reads: an
 /// `itemtype` naming a recipe, or a recipe property. Pages whose microdata
 /// is only a theme's `WebPage`/`Article` markup do not pay for a DOM.
-fn has_microdata(tag: &Tag<'_>) -> bool {
-    contains_ci(tag.attrs, "item")
-        && tag.attrs().any(|(n, v)| {
-            (n.eq_ignore_ascii_case("itemtype") && contains_ci(v, "recipe"))
-                || (n.eq_ignore_ascii_case("itemprop")
-                    && v.split_ascii_whitespace().any(|p| {
-                        ["recipeIngredient", "ingredients", "ingredient", "recipeYield", "calories"]
-                            .iter()
-                            .any(|r| p.eq_ignore_ascii_case(r))
-                    }))
-        })
+fn is_recipe_microdata(name: &str, value: &str) -> bool {
+    (name.eq_ignore_ascii_case("itemtype") && contains_ci(value, "recipe"))
+        || (name.eq_ignore_ascii_case("itemprop")
+            && value.split_ascii_whitespace().any(|p| {
+                [
+                    "recipeIngredient",
+                    "ingredients",
+                    "ingredient",
+                    "recipeYield",
+                    "calories",
+                ]
+                .iter()
+                .any(|r| p.eq_ignore_ascii_case(r))
+            }))
 }
 
 fn is_chrome(name: &str) -> bool {
@@ -409,10 +423,8 @@ fn is_card_token(t: &str) -> bool {
         || t.eq_ignore_ascii_case("cooked-recipe")
 }
 
-fn classify(tag: &Tag<'_>) -> Option<Kinds> {
-    let class = tag.attr("class").unwrap_or("");
-    let id = tag.attr("id").unwrap_or("");
-    if class.is_empty() && id.is_empty() {
+fn classify(class: &str, id: &str, data: &str) -> Option<Kinds> {
+    if !may_name_a_kind(class) && !may_name_a_kind(id) && !may_name_a_kind(data) {
         return None;
     }
     let mut kinds = Kinds::default();
@@ -424,7 +436,7 @@ fn classify(tag: &Tag<'_>) -> Option<Kinds> {
     let tokens = || {
         class
             .split_ascii_whitespace()
-            .chain(std::iter::once(id))
+            .chain([id, data])
             .filter(|t| !t.is_empty() && !is_modifier(t))
     };
     let card = tokens().any(is_card_token);
@@ -465,17 +477,80 @@ fn classify(tag: &Tag<'_>) -> Option<Kinds> {
 fn is_modifier(token: &str) -> bool {
     ["has-", "is-", "no-", "with-", "show-", "hide-"]
         .iter()
-        .any(|p| token.starts_with(p) || contains_ci(token, &format!("-{p}")))
+        .any(|p| token.starts_with(p))
+        || ["-has-", "-is-", "-no-", "-with-", "-show-", "-hide-"]
+            .iter()
+            .any(|p| contains_ci(token, p))
+}
+
+/// Words one of which every class or id that [`classify`] cares about
+/// contains: most elements are turned away after these few searches.
+const ANY_KIND: &[&str] = &[
+    "ingredi",
+    "zutat",
+    "recipe",
+    "serv",
+    "yield",
+    "portion",
+    "calori",
+    "kcal",
+    "title",
+    "name",
+    "mv-create",
+    "wpurp",
+];
+
+/// Two-letter starts of the [`ANY_KIND`] words, as a 64K-bit set indexed by
+/// the two lowercase bytes.
+static KIND_STARTS: [u64; 1024] = {
+    let mut set = [0u64; 1024];
+    let mut i = 0;
+    while i < ANY_KIND.len() {
+        let w = ANY_KIND[i].as_bytes();
+        let pair = (w[0] as usize) << 8 | w[1] as usize;
+        set[pair / 64] |= 1 << (pair % 64);
+        i += 1;
+    }
+    set
+};
+
+/// Whether `s` may contain one of the [`ANY_KIND`] words: one table lookup
+/// per byte, and the words compared only where one may start.
+fn may_name_a_kind(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..b.len()).any(|i| {
+        let pair =
+            (b[i - 1].to_ascii_lowercase() as usize) << 8 | b[i].to_ascii_lowercase() as usize;
+        KIND_STARTS[pair / 64] & (1 << (pair % 64)) != 0 && starts_any_ci(&b[i - 1..], ANY_KIND)
+    })
+}
+
+/// Whether `hay` starts with one of `needles` (lowercase ASCII), case ignored.
+fn starts_any_ci(hay: &[u8], needles: &[&str]) -> bool {
+    needles
+        .iter()
+        .any(|n| hay.len() >= n.len() && hay[..n.len()].eq_ignore_ascii_case(n.as_bytes()))
 }
 
 /// Whether `hay` contains `needle` (lowercase ASCII), ASCII case ignored.
 pub fn contains_ci(hay: &str, needle: &str) -> bool {
-    let n = needle.as_bytes();
-    hay.len() >= n.len()
-        && hay
-            .as_bytes()
-            .windows(n.len())
-            .any(|w| w.eq_ignore_ascii_case(n))
+    contains_any_ci(hay, &[needle])
+}
+
+/// Whether `hay` contains one of `needles` (lowercase ASCII, not empty),
+/// ASCII case ignored. A plain loop: class names are short, too short for
+/// a vectorised search to pay for its setup.
+fn contains_any_ci(hay: &str, needles: &[&str]) -> bool {
+    let h = hay.as_bytes();
+    (0..h.len()).any(|i| {
+        let c = h[i].to_ascii_lowercase();
+        needles.iter().any(|n| {
+            let n = n.as_bytes();
+            n[0] == c
+                && h.len() - i >= n.len()
+                && h[i + 1..i + n.len()].eq_ignore_ascii_case(&n[1..])
+        })
+    })
 }
 
 #[cfg(test)]

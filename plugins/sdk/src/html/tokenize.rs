@@ -368,11 +368,84 @@ pub enum Event<'a> {
     Raw(&'a str),
 }
 
+/// What the tree rules need to know about an element, from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Li,
+    DtDd,
+    Option,
+    Optgroup,
+    Tr,
+    Cell,
+    Heading,
+    P,
+    /// Another element whose start closes an open `<p>`.
+    Block,
+    /// `ul`, `ol`, `menu`: the scope of an `<li>`.
+    List,
+    Dl,
+    Table,
+    /// Elements that bound the search for an implied end.
+    Boundary,
+    Void,
+    /// `hr`: void, and closes an open `<p>`.
+    Hr,
+    Other,
+}
+
+impl Role {
+    fn of(name: &str) -> Role {
+        let mut buf = [0u8; 10];
+        let Some(lower) = buf.get_mut(..name.len()) else {
+            return Role::Other;
+        };
+        lower.copy_from_slice(name.as_bytes());
+        lower.make_ascii_lowercase();
+        match &*lower {
+            b"li" => Role::Li,
+            b"dt" | b"dd" => Role::DtDd,
+            b"option" => Role::Option,
+            b"optgroup" => Role::Optgroup,
+            b"tr" => Role::Tr,
+            b"td" | b"th" => Role::Cell,
+            b"h1" | b"h2" | b"h3" | b"h4" | b"h5" | b"h6" => Role::Heading,
+            b"p" => Role::P,
+            b"ul" | b"ol" | b"menu" => Role::List,
+            b"dl" => Role::Dl,
+            b"table" => Role::Table,
+            b"hr" => Role::Hr,
+            b"address" | b"article" | b"aside" | b"blockquote" | b"center" | b"details"
+            | b"dialog" | b"dir" | b"div" | b"fieldset" | b"figcaption" | b"figure" | b"footer"
+            | b"form" | b"header" | b"hgroup" | b"main" | b"nav" | b"pre" | b"section"
+            | b"summary" => Role::Block,
+            b"caption" | b"button" | b"template" | b"object" | b"marquee" | b"applet" | b"html"
+            | b"svg" | b"math" => Role::Boundary,
+            b"area" | b"base" | b"br" | b"col" | b"embed" | b"img" | b"input" | b"keygen"
+            | b"link" | b"meta" | b"param" | b"source" | b"track" | b"wbr" => Role::Void,
+            _ => Role::Other,
+        }
+    }
+
+    /// Whether this element's start closes an open `<p>`.
+    fn closes_p(self) -> bool {
+        matches!(
+            self,
+            Role::P | Role::Block | Role::Heading | Role::List | Role::Dl | Role::Table | Role::Hr
+        )
+    }
+
+    /// Whether the search for an implied end stops at this element.
+    fn is_boundary(self) -> bool {
+        matches!(self, Role::Table | Role::Cell | Role::Boundary)
+    }
+}
+
 /// An element still open during a walk.
 #[derive(Debug, Clone, Copy)]
 struct OpenElement<'a> {
     name: &'a str,
     at: usize,
+    role: Role,
 }
 
 /// Walks a page's element tree as [`Event`]s, without building it.
@@ -384,58 +457,6 @@ pub struct Walker<'a> {
     queued: Vec<Event<'a>>,
     /// Whether the end of the page has been reached.
     done: bool,
-}
-
-/// Elements a block start closes an open `<p>` for.
-fn closes_p(name: &str) -> bool {
-    [
-        "address",
-        "article",
-        "aside",
-        "blockquote",
-        "center",
-        "details",
-        "dialog",
-        "dir",
-        "div",
-        "dl",
-        "fieldset",
-        "figcaption",
-        "figure",
-        "footer",
-        "form",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "header",
-        "hgroup",
-        "hr",
-        "main",
-        "menu",
-        "nav",
-        "ol",
-        "p",
-        "pre",
-        "section",
-        "summary",
-        "table",
-        "ul",
-    ]
-    .iter()
-    .any(|b| name.eq_ignore_ascii_case(b))
-}
-
-/// Elements that bound the search for an element a start tag implies the end of.
-fn is_scope_boundary(name: &str) -> bool {
-    [
-        "table", "td", "th", "caption", "button", "template", "object", "marquee", "applet",
-        "html", "svg", "math",
-    ]
-    .iter()
-    .any(|b| name.eq_ignore_ascii_case(b))
 }
 
 impl<'a> Walker<'a> {
@@ -468,64 +489,42 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// The index of the nearest open element named one of `names`, searching
-    /// down from the top but not past an element for which `stop` holds.
-    fn find_open(&self, names: &[&str], stop: impl Fn(&str) -> bool) -> Option<usize> {
+    /// The index of the nearest open element for which `want` holds,
+    /// searching down from the top but not past one for which `stop` holds.
+    fn find_open(&self, want: impl Fn(Role) -> bool, stop: impl Fn(Role) -> bool) -> Option<usize> {
         for (i, open) in self.stack.iter().enumerate().rev() {
-            if names.iter().any(|n| open.name.eq_ignore_ascii_case(n)) {
+            if want(open.role) {
                 return Some(i);
             }
-            if stop(open.name) {
+            if stop(open.role) {
                 return None;
             }
         }
         None
     }
 
-    /// The elements `tag` implicitly closes, as the index to close down to.
-    fn implied_close(&self, tag: &Tag<'a>) -> Option<usize> {
-        let name = tag.name;
-        let is = |n: &str| name.eq_ignore_ascii_case(n);
-        if is("li") {
-            return self.find_open(&["li"], |n| {
-                ["ul", "ol", "menu"]
-                    .iter()
-                    .any(|b| n.eq_ignore_ascii_case(b))
-                    || is_scope_boundary(n)
-            });
-        }
-        if is("dt") || is("dd") {
-            return self.find_open(&["dt", "dd"], |n| {
-                n.eq_ignore_ascii_case("dl") || is_scope_boundary(n)
-            });
-        }
-        if is("option") || is("optgroup") {
-            return self
-                .stack
-                .last()
-                .filter(|o| o.name.eq_ignore_ascii_case("option"))
-                .map(|_| self.stack.len() - 1);
-        }
-        if is("tr") {
-            return self.find_open(&["tr"], |n| n.eq_ignore_ascii_case("table"));
-        }
-        if is("td") || is("th") {
-            return self.find_open(&["td", "th"], |n| {
-                n.eq_ignore_ascii_case("tr") || n.eq_ignore_ascii_case("table")
-            });
-        }
-        if closes_p(name) {
-            let p = self.find_open(&["p"], is_scope_boundary);
-            if p.is_some() {
-                return p;
+    /// The index to close down to before an element of `role` opens.
+    fn implied_close(&self, role: Role) -> Option<usize> {
+        let top = self.stack.last().map(|o| o.role);
+        match role {
+            Role::Li => self.find_open(|r| r == Role::Li, |r| r == Role::List || r.is_boundary()),
+            Role::DtDd => self.find_open(|r| r == Role::DtDd, |r| r == Role::Dl || r.is_boundary()),
+            Role::Option | Role::Optgroup => {
+                (top == Some(Role::Option)).then(|| self.stack.len() - 1)
             }
-            // A heading inside a heading closes it.
-            let heading = |n: &str| matches!(n.as_bytes(), [b'h' | b'H', b'1'..=b'6']);
-            if heading(name) && self.stack.last().is_some_and(|o| heading(o.name)) {
-                return Some(self.stack.len() - 1);
+            Role::Tr => self.find_open(|r| r == Role::Tr, |r| r == Role::Table),
+            Role::Cell => {
+                self.find_open(|r| r == Role::Cell, |r| matches!(r, Role::Tr | Role::Table))
             }
+            _ if role.closes_p() => self
+                .find_open(|r| r == Role::P, Role::is_boundary)
+                // A heading inside a heading closes it.
+                .or_else(|| {
+                    (role == Role::Heading && top == Some(Role::Heading))
+                        .then(|| self.stack.len() - 1)
+                }),
+            _ => None,
         }
-        None
     }
 }
 
@@ -554,18 +553,44 @@ impl<'a> Iterator for Walker<'a> {
                         .stack
                         .iter()
                         .rposition(|o| o.name.eq_ignore_ascii_case(name));
-                    if let Some(i) = found {
-                        self.close_to(i + 1, at, &mut events);
-                        self.close_to(i, end, &mut events);
+                    match found {
+                        // The common case: the end of the innermost element.
+                        Some(i) if i + 1 == self.stack.len() => {
+                            let open = self.stack.pop()?;
+                            return Some(Event::Close {
+                                name: open.name,
+                                at: open.at,
+                                end,
+                                depth: i,
+                            });
+                        }
+                        Some(i) => {
+                            self.close_to(i + 1, at, &mut events);
+                            self.close_to(i, end, &mut events);
+                        }
+                        None => {}
                     }
                 }
                 Some(Token::Start(tag)) => {
-                    if let Some(i) = self.implied_close(&tag) {
+                    let role = Role::of(tag.name);
+                    let implied = self.implied_close(role);
+                    let void = matches!(role, Role::Void | Role::Hr);
+                    if implied.is_none() && !void && self.stack.len() < MAX_DEPTH {
+                        // The common case: an element opens inside the last.
+                        let depth = self.stack.len();
+                        self.stack.push(OpenElement {
+                            name: tag.name,
+                            at: tag.at,
+                            role,
+                        });
+                        return Some(Event::Open { tag, depth });
+                    }
+                    if let Some(i) = implied {
                         self.close_to(i, tag.at, &mut events);
                     }
                     let depth = self.stack.len();
                     events.push(Event::Open { tag, depth });
-                    if is_void(tag.name) || depth >= MAX_DEPTH {
+                    if void || depth >= MAX_DEPTH {
                         events.push(Event::Close {
                             name: tag.name,
                             at: tag.at,
@@ -576,6 +601,7 @@ impl<'a> Iterator for Walker<'a> {
                         self.stack.push(OpenElement {
                             name: tag.name,
                             at: tag.at,
+                            role,
                         });
                     }
                 }
@@ -724,6 +750,9 @@ mod tests {
         assert_eq!(tree("<ul><li>a<li>b</ul>"), "(ul(lia)li(lib)li)ul");
         assert_eq!(tree("<p>a<div>b</div>"), "(pa)p(divb)div");
         assert_eq!(tree("<p>a<span>b<br>c</p>"), "(pa(spanb(br)brc)span)p");
+        assert_eq!(tree("<p>a<hr>b"), "(pa)p(hr)hrb");
+        assert_eq!(tree("<dl><dt>a<dd>b</dl>"), "(dl(dta)dt(ddb)dd)dl");
+        assert_eq!(tree("<h2>a<h3>b</h3>"), "(h2a)h2(h3b)h3");
         assert_eq!(
             tree("<ul><li>a<ul><li>b</ul><li>c</ul>"),
             "(ul(lia(ul(lib)li)ul)li(lic)li)ul"
