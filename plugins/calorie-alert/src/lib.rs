@@ -50,22 +50,17 @@ impl Default for Config {
 
 /// Parses the plugin's parameters.
 pub fn parse_params(params: &[(String, String)]) -> Result<Config, String> {
-    sluice_plugin::Params::new("calorie-alert", &["threshold"], params.to_vec())?;
+    let params = sluice_plugin::Params::new("calorie-alert", &["threshold"], params.to_vec())?;
     let mut config = Config::default();
-    for (key, value) in params {
-        match key.as_str() {
-            "threshold" => {
-                config.threshold = value
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|t| t.is_finite() && *t >= 0.0)
-                    .ok_or_else(|| {
-                        format!("calorie-alert: parameter `threshold` must be a non-negative number, got {value:?}")
-                    })?;
-            }
-            _ => {} // refused by Params above
-        }
+    if let Some(value) = params.get("threshold") {
+        config.threshold = value
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|t| t.is_finite() && *t >= 0.0)
+            .ok_or_else(|| {
+                format!("calorie-alert: parameter `threshold` must be a non-negative number, got {value:?}")
+            })?;
     }
     Ok(config)
 }

@@ -88,15 +88,11 @@ impl Guest for HttpFetch {
                 headers.push((name.to_owned(), v.to_owned()));
                 continue;
             }
-            match k {
-                "fail_on_status" => {
-                    let on = v
-                        .parse::<bool>()
-                        .map_err(|_| format!("fail_on_status must be true or false, not {v:?}"))?;
-                    FAIL_ON_STATUS.store(on, Ordering::Relaxed);
-                }
-                _ => {} // refused by Params above
-            }
+            // The only other name Params admits.
+            let on = v
+                .parse::<bool>()
+                .map_err(|_| format!("fail_on_status must be true or false, not {v:?}"))?;
+            FAIL_ON_STATUS.store(on, Ordering::Relaxed);
         }
         *HEADERS
             .lock()

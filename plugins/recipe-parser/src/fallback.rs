@@ -101,7 +101,7 @@ pub fn extract(src: &str, page: &Page<'_>) -> Option<Found> {
                 .iter()
                 .filter(|m| m.kind == Kind::H1 && m.at < list.at)
                 .map(|m| m.at)
-                .last()
+                .next_back()
                 .unwrap_or(list.at);
             &src[from..last.end]
         }

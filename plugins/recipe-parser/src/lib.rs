@@ -345,4 +345,3 @@ mod tests {
         assert_eq!(notes.len(), 1, "{notes:?}");
     }
 }
-#[cfg(test)]

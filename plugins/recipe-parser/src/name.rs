@@ -142,8 +142,7 @@ pub fn choose(
         .filter(|m| m.kind == Kind::Title { recipe: true } && !m.chrome)
         .filter(before_list)
         .map(text)
-        .filter(ok)
-        .last();
+        .rfind(ok);
     if recipe_title.is_some() {
         return recipe_title;
     }
@@ -209,7 +208,7 @@ pub fn plausible(name: &str, site: &[String]) -> bool {
         return false;
     }
     let squashed = squash(name);
-    !site.iter().any(|s| *s == squashed)
+    !site.contains(&squashed)
 }
 
 /// Separators between a page title and its site suffix.
