@@ -231,10 +231,7 @@ impl<'a> Tokenizer<'a> {
         let mut i = name_end;
         // Find the `>` that ends the tag, skipping quoted values.
         loop {
-            let Some(j) = bytes[i..]
-                .iter()
-                .position(|c| matches!(c, b'>' | b'"' | b'\''))
-            else {
+            let Some(j) = memchr::memchr3(b'>', b'"', b'\'', &bytes[i..]) else {
                 self.pos = bytes.len();
                 return None;
             };
