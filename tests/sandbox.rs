@@ -329,7 +329,15 @@ fn many_outputs_obeyed() {
 fn a_million_outputs_violated_is_an_output_limit_error_and_the_next_record_runs() {
     // With the default memory cap the guest cannot even build a million
     // outputs (a `memory` error); with room, the output caps stop them.
-    let mut i = instance("flood", Limits::default());
+    // The deadline is not what is tested: a loaded machine took longer than
+    // the default 100 ms to reach the memory cap (seen in a CI run).
+    let mut i = instance(
+        "flood",
+        Limits {
+            deadline: Duration::from_secs(10),
+            ..Limits::default()
+        },
+    );
     let err = i.process(&input(b"outputs 1000000")).unwrap_err();
     assert_eq!(err.kind(), "memory", "{err}");
     let mut i = instance(
