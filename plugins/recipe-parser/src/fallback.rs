@@ -65,6 +65,25 @@ pub fn extract(src: &str, page: &Page<'_>) -> Option<Found> {
             best = Some((*list, items, card));
         }
     }
+    // No list marked as ingredients: a heading that says "Ingredients" and
+    // the list (or lines) after it.
+    if best.is_none() {
+        best = page
+            .marks
+            .iter()
+            .filter(|m| m.kind == Kind::Heading && !m.chrome)
+            .filter(|m| names_ingredients(&visible_text(&src[m.at..m.end], is_skipped)))
+            .find_map(|h| {
+                let (end, items) = list_after_heading(src, h)?;
+                let list = Mark {
+                    kind: Kind::Ingredients,
+                    at: h.at,
+                    end,
+                    chrome: false,
+                };
+                Some((list, items, card_of(&list)))
+            });
+    }
     let (list, mut ingredients, card) = best?;
     let scope = |m: &&Mark| match card {
         Some(c) => c.contains(m),
@@ -106,22 +125,40 @@ pub fn extract(src: &str, page: &Page<'_>) -> Option<Found> {
             &src[from..last.end]
         }
     };
+    // Everything of the recipe: the card, or from there to the first page
+    // chrome after the list (nutrition often follows the method).
+    let recipe_text = match card {
+        Some(_) => around,
+        None => {
+            let start = around.as_ptr() as usize - src.as_ptr() as usize;
+            let limit = src.len().min(last.end + MAX_AFTER_LIST);
+            let to = page
+                .marks
+                .iter()
+                .filter(|m| m.chrome && m.at > last.end)
+                .map(|m| m.at)
+                .next()
+                .unwrap_or(limit)
+                .min(limit);
+            &src[start..src.floor_char_boundary(to)]
+        }
+    };
     let servings = page
         .marks
         .iter()
         .filter(|m| m.kind == Kind::Servings)
         .filter(scope)
         .find_map(|m| servings(&src[m.at..m.end]))
-        .or_else(|| lines(around).iter().find_map(|l| servings_in_text(l)));
+        .or_else(|| lines(around).iter().find_map(|l| servings_in_text(l)))
+        .or_else(|| servings_in_text(&visible_text(around, is_skipped)))
+        .or_else(|| servings_by_unit(&visible_text(recipe_text, is_skipped)));
     let calories = page
         .marks
         .iter()
         .filter(|m| m.kind == Kind::Calories)
         .filter(scope)
         .find_map(|m| parse_calories(&visible_text(&src[m.at..m.end], is_skipped)))
-        .or_else(|| {
-            card.and_then(|c| calories_in_text(&visible_text(&src[c.at..c.end], is_skipped)))
-        });
+        .or_else(|| calories_in_text(&visible_text(recipe_text, is_skipped)));
     Some(Found {
         card,
         list: Some(list),
@@ -130,6 +167,10 @@ pub fn extract(src: &str, page: &Page<'_>) -> Option<Found> {
         calories,
     })
 }
+
+/// The most bytes after the ingredient list read for calories and servings
+/// on a page without a card.
+const MAX_AFTER_LIST: usize = 30_000;
 
 /// The most text (in characters) between two lists of one recipe.
 const MAX_GROUP_GAP: usize = 100;
@@ -154,11 +195,27 @@ pub fn is_skipped(tag: &Tag<'_>) -> bool {
 /// Skips labels as well: the text of a servings or yield element without
 /// its "Servings" label.
 fn is_label_or_skipped(tag: &Tag<'_>) -> bool {
-    is_skipped(tag) || tag.is("label") || tag.attr("class").is_some_and(|c| contains_ci(c, "label"))
+    // A label's class ends in it (`field__label`, `wprm-recipe-details-label`);
+    // `field--label-inline` is a field that has one.
+    let label_class = |t: &str| {
+        let t = t.to_ascii_lowercase();
+        t.starts_with("label") || t.ends_with("label")
+    };
+    is_skipped(tag)
+        || tag.is("label")
+        || tag
+            .attr("class")
+            .is_some_and(|c| c.split_ascii_whitespace().any(label_class))
 }
 
 /// The ingredient lines of one list.
 fn ingredients(list: &str) -> Vec<String> {
+    // A heading naming another part of the recipe (Equipment, Method) ends
+    // the list.
+    let list = match first_stop_heading(list) {
+        Some(at) => &list[..at],
+        None => list,
+    };
     let mut items: Vec<&str> = Vec::new();
     let mut rows: Vec<&str> = Vec::new();
     let mut marked: Vec<&str> = Vec::new();
@@ -234,6 +291,134 @@ fn ingredients(list: &str) -> Vec<String> {
         .collect()
 }
 
+/// Words that head an ingredient list, in the languages of the sites seen.
+const INGREDIENT_HEADINGS: &[&str] = &[
+    "ingredient",
+    "ingrédient",
+    "ingrediente",
+    "ingredienti",
+    "ingrediënten",
+    "zutaten",
+    "składniki",
+    "skladniki",
+    "malzemeler",
+    "ингредиенты",
+    "材料",
+    "配料",
+    "用料",
+    "재료",
+    "you'll need",
+    "you’ll need",
+    "you will need",
+    "what you need",
+];
+
+/// Whether a heading's text names an ingredient list ("Ingredients",
+/// "Ingrédients :", "材料 (2人分)").
+///
+/// The word must open the heading, and what follows it be at most one word
+/// or a quantity ("for 4 people", "(2人分)"): "Ingredients we always keep
+/// on hand" heads an article's list, not a recipe's.
+pub fn names_ingredients(heading: &str) -> bool {
+    let lower = heading.to_lowercase();
+    let lower = lower.trim_start_matches(|c: char| !c.is_alphabetic());
+    heading.chars().count() <= 40
+        && INGREDIENT_HEADINGS.iter().any(|w| {
+            lower.strip_prefix(w).is_some_and(|rest| {
+                let rest = rest.trim_start_matches(char::is_alphabetic);
+                rest.split_whitespace().count() <= 1 || rest.chars().any(|c| c.is_ascii_digit())
+            })
+        })
+}
+
+/// Words of a heading that ends the ingredients: another part of the recipe.
+const STOP_HEADINGS: &[&str] = &[
+    "equipment",
+    "tools",
+    "utensil",
+    "instruction",
+    "direction",
+    "method",
+    "steps",
+    "preparation",
+    "notes",
+    "nutrition",
+    "ausrüstung",
+    "zubereitung",
+    "préparation",
+    "ustensile",
+    "preparación",
+    "procedimento",
+    "preparazione",
+    "bereiding",
+    "przygotowanie",
+    "приготовление",
+    "作り方",
+    "做法",
+    "步骤",
+    "만드는",
+];
+
+/// Whether a heading's text starts another part of the recipe.
+fn ends_ingredients(heading: &str) -> bool {
+    let lower = heading.to_lowercase();
+    heading.chars().count() <= 40 && STOP_HEADINGS.iter().any(|w| lower.contains(w))
+}
+
+/// The most bytes looked at after an "Ingredients" heading for its list.
+const MAX_AFTER_HEADING: usize = 20_000;
+
+/// The ingredients after heading `h`: every list (`<ul>`, `<ol>`, or a
+/// table) up to the next heading of the same or a higher level, skipping
+/// sub-headings (groups); without a list, the lines of text up to that
+/// heading. Returns where they end, and the lines.
+fn list_after_heading(src: &str, h: &Mark) -> Option<(usize, Vec<String>)> {
+    let level = src.as_bytes().get(h.at + 2).copied().unwrap_or(b'6');
+    let window = &src[h.end..src.floor_char_boundary(src.len().min(h.end + MAX_AFTER_HEADING))];
+    let mut items = Vec::new();
+    let mut end = h.end;
+    let mut stop = window.len();
+    let mut list_open: Option<(usize, usize)> = None;
+    let mut lists = 0;
+    for event in Walker::new(window) {
+        match event {
+            Event::Open { tag, depth } => {
+                let heading = matches!(tag.name.as_bytes(), [b'h' | b'H', b'1'..=b'6']);
+                if heading && tag.name.as_bytes()[1] <= level {
+                    stop = tag.at;
+                    break;
+                }
+                if list_open.is_none() && ["ul", "ol", "table"].iter().any(|n| tag.is(n)) {
+                    list_open = Some((tag.at, depth));
+                }
+            }
+            Event::Close {
+                at,
+                end: close,
+                depth,
+                ..
+            } => {
+                if list_open.is_some_and(|(a, d)| a == at && d == depth) {
+                    list_open = None;
+                    lists += 1;
+                    items.extend(ingredients(&window[at..close]));
+                    end = h.end + close;
+                }
+            }
+            _ => {}
+        }
+    }
+    if items.is_empty() && lists == 0 {
+        // No list: the lines up to the next heading, as on plain blogs.
+        items = lines(&window[..stop])
+            .into_iter()
+            .filter(|l| is_ingredient_line(l))
+            .collect();
+        end = h.end + stop;
+    }
+    (!items.is_empty()).then_some((end, items))
+}
+
 /// Class words of a heading over a group of ingredients.
 const HEADING_WORDS: &[&str] = &["head", "group", "label", "section", "title", "subtitle"];
 
@@ -295,6 +480,19 @@ fn calories_in_text(text: &str) -> Option<f64> {
         }
     }
     None
+}
+
+/// Where the first heading that ends the ingredients starts in `list`.
+fn first_stop_heading(list: &str) -> Option<usize> {
+    Walker::new(list).find_map(|e| match e {
+        Event::Close { name, at, end, .. }
+            if matches!(name.as_bytes(), [b'h' | b'H', b'1'..=b'6'])
+                && ends_ingredients(&visible_text(&list[at..end], is_skipped)) =>
+        {
+            Some(at)
+        }
+        _ => None,
+    })
 }
 
 /// One line per block or `<br>` of a list without items; headings dropped.
@@ -361,10 +559,16 @@ fn is_ingredient_line(line: &str) -> bool {
 /// The servings text of one element: labels and controls left out, and a
 /// leading "Yield:" style label removed.
 fn servings(src: &str) -> Option<String> {
-    let text = strip_lead_words(&strip_servings_word(&visible_text(
-        src,
-        is_label_or_skipped,
-    )));
+    let text = visible_text(src, is_label_or_skipped);
+    // "（2人分）": a figure in brackets, brackets dropped.
+    let text = match (text.chars().next(), text.chars().next_back()) {
+        (Some('(' | '（' | '['), Some(')' | '）' | ']')) => text
+            [text.char_indices().nth(1).map_or(0, |(i, _)| i)..]
+            .trim_end_matches([')', '）', ']'])
+            .trim(),
+        _ => text.as_str(),
+    };
+    let text = strip_lead_words(&strip_servings_word(text));
     let text = match text.split_once(':') {
         Some((label, rest))
             if label.split_whitespace().count() <= 3
@@ -406,9 +610,15 @@ fn servings_in_text(line: &str) -> Option<String> {
         "makes",
         "portionen",
         "porciones",
+        "raciones",
+        "porzioni",
+        "porcji",
+        "porcje",
         "personnes",
         "persone",
+        "personas",
         "porções",
+        "порций",
     ] {
         for (i, _) in lower.match_indices(label) {
             if lower[..i]
@@ -433,16 +643,79 @@ fn servings_in_text(line: &str) -> Option<String> {
                 .take_while(|w| w.chars().all(char::is_alphabetic))
                 .take(3)
                 .collect();
-            let unit_ends_clause = !words.is_empty() && words.len() <= 2 && {
-                let tail = after.split_whitespace().nth(words.len());
-                tail.is_none_or(|t| !t.starts_with(|c: char| c.is_alphanumeric()))
-            };
+            let servings_word = words
+                .first()
+                .is_some_and(|w| SERVINGS_UNITS.contains(&w.to_lowercase().as_str()));
+            let unit_ends_clause = servings_word
+                || !words.is_empty() && words.len() <= 2 && {
+                    let tail = after.split_whitespace().nth(words.len());
+                    tail.is_none_or(|t| !t.starts_with(|c: char| c.is_alphanumeric()))
+                };
             let digits = digits.trim_end_matches('-').to_string();
-            return Some(if unit_ends_clause {
+            return Some(if servings_word {
+                format!("{digits} {}", words[0])
+            } else if unit_ends_clause {
                 format!("{digits} {}", words.join(" "))
             } else {
                 digits
             });
+        }
+    }
+    None
+}
+
+/// Units that say a number counts servings, in the languages of the sites seen.
+const SERVINGS_UNITS: &[&str] = &[
+    "servings",
+    "serving",
+    "people",
+    "persons",
+    "personen",
+    "personnes",
+    "persone",
+    "porciones",
+    "raciones",
+    "portionen",
+    "porzioni",
+    "porções",
+    "porcje",
+    "porcji",
+    "порций",
+    "порции",
+    "порция",
+    "人分",
+    "人前",
+    "인분",
+];
+
+/// A servings figure known by its unit wherever it stands: "6 personen",
+/// "4 Portionen", "2人分".
+fn servings_by_unit(text: &str) -> Option<String> {
+    let lower = text.to_lowercase();
+    if lower.len() != text.len() {
+        return None;
+    }
+    for unit in SERVINGS_UNITS {
+        for (i, _) in lower.match_indices(unit) {
+            if lower[i + unit.len()..]
+                .chars()
+                .next()
+                .is_some_and(char::is_alphabetic)
+            {
+                continue;
+            }
+            let before = lower[..i].trim_end();
+            let digits = before.len()
+                - before
+                    .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+                    .len();
+            if digits == 0 {
+                continue;
+            }
+            let number = &text[before.len() - digits..before.len()];
+            let unit_text = &text[i..i + unit.len()];
+            let joiner = if i == before.len() { "" } else { " " };
+            return Some(format!("{number}{joiner}{unit_text}"));
         }
     }
     None
@@ -572,6 +845,26 @@ mod tests {
             Some("6 servings")
         );
         assert_eq!(servings_in_text("Observes 4").as_deref(), None);
+        assert!(names_ingredients("Ingredients"));
+        assert!(names_ingredients("Zutaten für 4 Personen"));
+        assert!(names_ingredients("材料 （2人分）"));
+        assert!(!names_ingredients("Ingredients we always keep on hand"));
+        assert!(!names_ingredients("Filter by ingredient"));
+        assert_eq!(
+            servings_in_text("Makes 4 burgers").as_deref(),
+            Some("4 burgers")
+        );
+        assert_eq!(
+            servings_in_text("Serves 4 Prep 10 min").as_deref(),
+            Some("4")
+        );
+        assert_eq!(servings("<span>（2人分）</span>").as_deref(), Some("2人分"));
+        assert_eq!(
+            servings_by_unit("Voor 6 personen · 2,5 uur").as_deref(),
+            Some("6 personen")
+        );
+        assert_eq!(servings_by_unit("材料 （2人分）").as_deref(), Some("2人分"));
+        assert_eq!(servings_by_unit("for 6 peoples"), None);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The recipe's name when the page's structured data gives none.
 //!
 //! Promises:
-//! - Sources, in order: the recipe card's own title (the first title- or
-//!   name-classed element in the card, else its first heading); the page's
+//! - Sources, in order: the recipe card's own title (a title- or
+//!   name-classed element in the card before its ingredients, else its
+//!   first heading that does not name the ingredients); the page's
 //!   `<h1>` (one that matches `og:title` or `<title>` first, else the last
 //!   one before the ingredient list, else the first); an element whose
 //!   class names a recipe title; `og:title`; `<title>`.
@@ -95,6 +96,20 @@ pub fn choose(
         return card_title;
     }
 
+    // An untitled card's first heading, unless it names the list ("You'll
+    // need" right above the ingredients).
+    let card_heading = page
+        .marks
+        .iter()
+        .filter(inside_card)
+        .filter(before_list)
+        .filter(|m| matches!(m.kind, Kind::H1 | Kind::Heading))
+        .map(text)
+        .find(|t| ok(t) && !crate::fallback::names_ingredients(t));
+    if card_heading.is_some() {
+        return card_heading;
+    }
+
     let h1s: Vec<(&Mark, String)> = page
         .marks
         .iter()
@@ -111,19 +126,6 @@ pub fn choose(
     });
     if let Some((_, h1)) = matching {
         return Some(h1.clone());
-    }
-
-    // An untitled card's first heading, unless the page's h1 names the dish.
-    let card_heading = page
-        .marks
-        .iter()
-        .filter(inside_card)
-        .filter(before_list)
-        .filter(|m| matches!(m.kind, Kind::H1 | Kind::Heading))
-        .map(text)
-        .find(ok);
-    if card_heading.is_some() {
-        return card_heading;
     }
 
     let h1 = h1s

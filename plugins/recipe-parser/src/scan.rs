@@ -6,7 +6,7 @@
 //!   canonical link, `og:url`, `og:title`, `og:site_name` and `<title>`
 //!   (not an SVG's), and whether the page has any microdata attribute.
 //! - Records, as byte ranges of the page, the elements the HTML fallback may
-//!   read: every `<h1>`, `<h2>` and `<h3>`, and elements whose `class` or
+//!   read: every heading (`<h1>` to `<h6>`), and elements whose `class` or
 //!   `id` names a recipe card, an ingredient list, a title or name,
 //!   servings or yield, or calories. Ingredient, servings, calorie and card
 //!   marks are outermost only: a marked element inside one of its own kind
@@ -41,7 +41,7 @@ pub enum Kind {
     Calories,
     /// An `<h1>`.
     H1,
-    /// An `<h2>` or `<h3>`.
+    /// An `<h2>` to `<h6>`.
     Heading,
 }
 
@@ -320,7 +320,7 @@ fn is_chrome(name: &str) -> bool {
 fn heading_kind(name: &str) -> Option<Kind> {
     match name.as_bytes() {
         [b'h' | b'H', b'1'] => Some(Kind::H1),
-        [b'h' | b'H', b'2' | b'3'] => Some(Kind::Heading),
+        [b'h' | b'H', b'2'..=b'6'] => Some(Kind::Heading),
         _ => None,
     }
 }
@@ -392,7 +392,15 @@ const NOT_A_TITLE: &[&str] = &[
 ];
 
 /// Ingredient lists, in the languages whose sites name them in their own.
-const INGREDIENT_WORDS: &[&str] = &["ingredi", "zutat"];
+const INGREDIENT_WORDS: &[&str] = &[
+    "ingredi",
+    "ingrédi",
+    "zutat",
+    "skladnik",
+    "składnik",
+    "malzeme",
+    "ингредиент",
+];
 
 /// Classes that name a whole recipe card.
 fn is_card_token(t: &str) -> bool {
@@ -416,6 +424,7 @@ fn is_card_token(t: &str) -> bool {
         .iter()
         .any(|w| contains_ci(t, w));
     generic
+        || t.eq_ignore_ascii_case("recipe")
         || t.eq_ignore_ascii_case("tasty-recipes")
         || t.eq_ignore_ascii_case("easyrecipe")
         || contains_ci(t, "mv-create-card")
@@ -451,9 +460,11 @@ fn classify(class: &str, id: &str, data: &str) -> Option<Kinds> {
         if is_card_token(token) {
             push(Kind::Card);
         }
-        if ["serving", "yield", "serves", "portion"]
-            .iter()
-            .any(|w| contains_ci(token, w))
+        if [
+            "serving", "yield", "serves", "portion", "racion", "porci", "persone",
+        ]
+        .iter()
+        .any(|w| contains_ci(token, w))
         {
             push(Kind::Servings);
         }
@@ -487,11 +498,19 @@ fn is_modifier(token: &str) -> bool {
 /// contains: most elements are turned away after these few searches.
 const ANY_KIND: &[&str] = &[
     "ingredi",
+    "ingrédi",
     "zutat",
+    "skladnik",
+    "składnik",
+    "malzeme",
+    "ингредиент",
     "recipe",
     "serv",
     "yield",
     "portion",
+    "racion",
+    "porci",
+    "persone",
     "calori",
     "kcal",
     "title",
