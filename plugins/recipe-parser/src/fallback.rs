@@ -397,13 +397,11 @@ fn list_after_heading(src: &str, h: &Mark) -> Option<(usize, Vec<String>)> {
                 end: close,
                 depth,
                 ..
-            } => {
-                if list_open.is_some_and(|(a, d)| a == at && d == depth) {
-                    list_open = None;
-                    lists += 1;
-                    items.extend(ingredients(&window[at..close]));
-                    end = h.end + close;
-                }
+            } if list_open == Some((at, depth)) => {
+                list_open = None;
+                lists += 1;
+                items.extend(ingredients(&window[at..close]));
+                end = h.end + close;
             }
             _ => {}
         }
