@@ -406,16 +406,17 @@ fn a_read_only_database_dead_letters_nothing_and_loses_nothing() {
         let log = p.log_text();
         log.contains("read-only") || log.contains("dead-lettering")
     });
-    // /healthz says what is wrong while it is.
+    // /readyz says what is wrong while it is; /healthz (liveness) stays ok.
     wait(
         &[&p],
-        "/healthz to report the database",
+        "/readyz to report the database",
         Duration::from_secs(30),
         || {
-            let (code, body) = http(port, "/healthz");
+            let (code, body) = http(port, "/readyz");
             code == 503 && body.contains("pipeline `f`: database")
         },
     );
+    assert_eq!(http(port, "/healthz").0, 200);
     // The outage lasts 10 s, with sluice retrying through it.
     std::thread::sleep(Duration::from_secs(10));
     read_only(false);
@@ -424,9 +425,9 @@ fn a_read_only_database_dead_letters_nothing_and_loses_nothing() {
     });
     wait(
         &[&p],
-        "/healthz to be ok again",
+        "/readyz to be ready again",
         Duration::from_secs(30),
-        || http(port, "/healthz").0 == 200,
+        || http(port, "/readyz").0 == 200,
     );
     let dead = dead_letters(b, &dlq, 0);
     assert!(p.terminate(), "{}", p.log_text());

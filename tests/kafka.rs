@@ -187,6 +187,12 @@ fn recipe_pipeline_end_to_end_gives_exactly_the_expected_alerts() {
         "{body}"
     );
     assert!(http_get(metrics_port, "/healthz").contains("ok"));
+    // Every pipeline has its assignment and reaches its brokers and database.
+    let ready = http_get(metrics_port, "/readyz");
+    assert!(
+        ready.starts_with("HTTP/1.1 200") && ready.contains("ready"),
+        "{ready}"
+    );
 
     let _ = std::process::Command::new("kill")
         .arg("-TERM")
@@ -921,4 +927,132 @@ dead_letter = {{ topic = "{dlq}" }}
         "an empty value stays empty: {:?}",
         out[1]
     );
+}
+
+/// `sluice dlq` with the given arguments.
+fn dlq(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("dlq")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn dlq_list_groups_dead_letters_and_show_prints_one() {
+    let b = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let t = topics(b, 1);
+    let plugin = common::plugin("recipe-parser");
+    let file = pipeline_file(dir.path(), b, &t, &plugin, "", "");
+    // Three pages that are not recipes, around two that are.
+    let not_recipes = ["<h1>News</h1>", "<p>404</p>", "<h1>About us</h1><p>Hi</p>"];
+    let recipe = r#"<script type="application/ld+json">{"@type":"Recipe","name":"Soup"}</script>"#;
+    let mut records = vec![("r1".to_string(), recipe.as_bytes().to_vec())];
+    for (i, page) in not_recipes.iter().enumerate() {
+        records.push((format!("bad{i}"), page.as_bytes().to_vec()));
+    }
+    records.push(("r2".to_string(), recipe.as_bytes().to_vec()));
+    b.produce(&t.input, &records);
+
+    let mut s = Sluice::run(&file, &dir.path().join("sluice.log"));
+    let dead = collect(
+        &b.consumer(&t.dlq),
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        |g| g.len() >= not_recipes.len(),
+    );
+    assert_eq!(dead.len(), 3, "{}", s.log_text());
+    assert!(s.terminate(), "{}", s.log_text());
+    let version = dead[0].header("sluice.plugin.sha256").unwrap().to_owned();
+
+    let file = file.to_str().unwrap();
+    let o = dlq(&["list", file, "--pipeline", "test", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let groups: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    let g = &groups[0];
+    assert_eq!(g["count"], 3, "{g}");
+    assert_eq!(g["kind"], "invalid");
+    assert_eq!(g["plugin"], "recipe-parser");
+    assert_eq!(g["version"], version.as_str());
+    assert_eq!(g["source_topic"], t.input.as_str());
+    assert_eq!(g["source_partition"], 0);
+    assert_eq!(g["first"]["offset"], 0);
+    assert_eq!(g["last"]["offset"], 2);
+    // The source offsets of the first and last bad page: 1 and 3.
+    assert_eq!(g["first"]["source_offset"], "1");
+    assert_eq!(g["last"]["source_offset"], "3");
+    assert_eq!(g["latest_message"], "no recipe found in page");
+
+    let o = dlq(&["list", file, "--pipeline", "test"]);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("3 record(s) in 1 group(s)"), "{table}");
+    assert!(table.contains(&version[..12]), "{table}");
+
+    let o = dlq(&["show", file, "--pipeline", "test", "--offset", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let one: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(one["key"], "bad1");
+    assert_eq!(one["value"], not_recipes[1]);
+    assert_eq!(one["headers"]["sluice.error.kind"], "invalid");
+    assert_eq!(one["headers"]["sluice.source.offset"], "2");
+
+    // Mistakes name what is wrong and exit 2.
+    let o = dlq(&["list", file, "--pipeline", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no pipeline `nope` (it has: test)"));
+    let o = dlq(&["show", file, "--pipeline", "test", "--offset", "3"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("has offsets 0..3; 3 is not one of them"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn readyz_names_a_pipeline_without_its_assignment_while_healthz_stays_ok() {
+    // Brokers on a port where nothing listens: the group never answers.
+    let dir = tempfile::tempdir().unwrap();
+    let dead = format!("127.0.0.1:{}", common::free_port());
+    let metrics_port = common::free_port();
+    let file = dir.path().join("p.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+
+[[pipeline]]
+name = "lonely"
+source = {{ brokers = "{dead}", topics = ["t"], group_id = "g" }}
+routes.default = {{ topic = "out" }}
+dead_letter = {{ topic = "dlq" }}
+"#
+        ),
+    )
+    .unwrap();
+    let mut s = Sluice::run(&file, &dir.path().join("sluice.log"));
+    let mut last = String::new();
+    let seen = common::poll_until(Duration::from_secs(30), || {
+        if std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_err() {
+            return false;
+        }
+        last = http_get(metrics_port, "/readyz");
+        last.starts_with("HTTP/1.1 503")
+            && last.contains("pipeline `lonely`: source: waiting for its partition assignment")
+            && last.contains("pipeline `lonely`: brokers: no broker reachable")
+    });
+    assert!(seen, "/readyz said: {last}\nlog: {}", s.log_text());
+    let live = http_get(metrics_port, "/healthz");
+    assert!(
+        live.starts_with("HTTP/1.1 200") && live.contains("ok"),
+        "{live}"
+    );
+    assert!(s.terminate(), "{}", s.log_text());
 }

@@ -42,6 +42,45 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Print a topic's records as JSON lines (from the beginning).
     Consume(ConsumeArgs),
+    /// Read a pipeline's dead-letter topic.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+/// The `sluice dlq` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Group the dead letters by error kind, plugin version and source
+    /// partition, with counts, offsets and the latest message.
+    List(DlqArgs),
+    /// Print one dead letter (key, value, every header) as JSON.
+    Show {
+        /// Which file and pipeline.
+        #[command(flatten)]
+        at: DlqArgs,
+        /// The dead letter's partition in the dead-letter topic.
+        #[arg(long, default_value_t = 0)]
+        partition: i32,
+        /// The dead letter's offset in the dead-letter topic.
+        #[arg(long)]
+        offset: i64,
+    },
+}
+
+/// Which dead-letter topic `sluice dlq` reads.
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    /// The pipeline file (TOML).
+    pub file: PathBuf,
+    /// The pipeline whose dead-letter topic to read.
+    #[arg(long)]
+    pub pipeline: String,
+    /// Print one JSON object per group instead of a table (`list`).
+    #[arg(long)]
+    pub json: bool,
+    /// Give up reading after this long, e.g. 30s.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 /// The `sluice plugin` subcommands: one plugin component, no Kafka.

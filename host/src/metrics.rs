@@ -1,5 +1,8 @@
 //! Every metric sluice exports, defined once, and the HTTP endpoint that
-//! serves them (`/metrics` in Prometheus text format, and `/healthz`).
+//! serves them (`/metrics` in Prometheus text format), with `/healthz`
+//! (liveness: the process is up and serving) and `/readyz` (readiness:
+//! every pipeline has its partition assignment and reaches its brokers and
+//! database; a 503 names what is missing).
 //! Both are open, as Prometheus expects, so nothing else is on this
 //! listener: the admin API has its own ([`crate::swap::admin`]).
 //!
@@ -100,14 +103,15 @@ pub fn pipeline_file_reloads(result: &'static str) -> Counter {
     metrics::counter!(PIPELINE_FILE_RELOADS, "result" => result)
 }
 
-/// What is wrong right now, by component (say, "pipeline `p`: database");
-/// `/healthz` answers 503 with these lines while there are any.
-static UNHEALTHY: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+/// What keeps sluice from being ready right now, by component (say,
+/// "pipeline `p`: database"); `/readyz` answers 503 with these lines while
+/// there are any.
+static NOT_READY: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
 
-/// Mark `component` unhealthy, saying why.
-pub fn unhealthy(component: &str, why: impl std::fmt::Display) {
-    let mut m = UNHEALTHY.lock().unwrap_or_else(|e| e.into_inner());
+/// Mark `component` not ready, saying why.
+pub fn not_ready(component: &str, why: impl std::fmt::Display) {
+    let mut m = NOT_READY.lock().unwrap_or_else(|e| e.into_inner());
     m.insert(component.to_owned(), why.to_string());
 }
 
@@ -116,19 +120,19 @@ pub fn sql_rows_written(pipeline: &str, table: &str) -> metrics::Counter {
     metrics::counter!(SQL_ROWS_WRITTEN, "pipeline" => pipeline.to_owned(), "table" => table.to_owned())
 }
 
-/// Mark `component` healthy again (no-op when it was).
-pub fn healthy(component: &str) {
-    let mut m = UNHEALTHY.lock().unwrap_or_else(|e| e.into_inner());
+/// Mark `component` ready again (no-op when it was).
+pub fn ready(component: &str) {
+    let mut m = NOT_READY.lock().unwrap_or_else(|e| e.into_inner());
     if !m.is_empty() {
         m.remove(component);
     }
 }
 
-/// `/healthz`: 200 "ok", or 503 naming each unhealthy component.
-fn health() -> (axum::http::StatusCode, String) {
-    let m = UNHEALTHY.lock().unwrap_or_else(|e| e.into_inner());
+/// `/readyz`: 200 "ready", or 503 naming each component not ready and why.
+fn readiness() -> (axum::http::StatusCode, String) {
+    let m = NOT_READY.lock().unwrap_or_else(|e| e.into_inner());
     if m.is_empty() {
-        return (axum::http::StatusCode::OK, "ok\n".into());
+        return (axum::http::StatusCode::OK, "ready\n".into());
     }
     let mut body = String::new();
     for (component, why) in m.iter() {
@@ -137,7 +141,7 @@ fn health() -> (axum::http::StatusCode, String) {
     (axum::http::StatusCode::SERVICE_UNAVAILABLE, body)
 }
 
-/// Serve `/metrics` and `/healthz` until `shutdown` resolves.
+/// Serve `/metrics`, `/healthz` and `/readyz` until `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
     handle: PrometheusHandle,
@@ -152,7 +156,9 @@ pub async fn serve(
                 async move { h.render() }
             }),
         )
-        .route("/healthz", get(|| async { health() }));
+        // Liveness: answering at all is the answer.
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { readiness() }));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics endpoint listening");
     axum::serve(listener, app)

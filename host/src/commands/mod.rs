@@ -2,6 +2,7 @@
 //! [`Usage`] means "bad input from the user" and exits with status 2.
 
 pub mod consume;
+pub mod dlq;
 pub mod pipeline;
 pub mod plugin;
 pub mod produce;

@@ -25,7 +25,7 @@ pub const DEFAULT_ROUTE: &str = "default";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct File {
-    /// Prometheus `/metrics` and `/healthz` endpoint (open, as Prometheus
+    /// Prometheus `/metrics`, `/healthz` and `/readyz` endpoint (open, as Prometheus
     /// expects; the admin API is not on it).
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,

@@ -106,7 +106,7 @@ const REVOKE_DRAIN: std::time::Duration = std::time::Duration::from_secs(20);
 /// Consumer context: revokes trackers before partitions go, exports lag
 /// and whether the brokers are reachable.
 pub struct SourceContext {
-    /// The pipeline's name, for logs and `/healthz`.
+    /// The pipeline's name, for logs and `/readyz`.
     pub pipeline: String,
     /// The trackers of the current assignment, revoked (and drained) before
     /// their partitions go.
@@ -159,11 +159,11 @@ impl ClientContext for SourceContext {
         let component = format!("pipeline `{}`: brokers", self.pipeline);
         match (was, up) {
             (1 | -1, false) => {
-                crate::metrics::unhealthy(&component, "no broker reachable");
+                crate::metrics::not_ready(&component, "no broker reachable");
                 tracing::warn!(pipeline = %self.pipeline, "no broker reachable; sluice keeps retrying and resumes by itself")
             }
             (0, true) => {
-                crate::metrics::healthy(&component);
+                crate::metrics::ready(&component);
                 tracing::info!(pipeline = %self.pipeline, "broker reachable again")
             }
             _ => {}
@@ -229,6 +229,9 @@ impl ConsumerContext for SourceContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
+            // The group has answered (an empty assignment is an answer too:
+            // more members than partitions).
+            crate::metrics::ready(&assignment_component(&self.pipeline));
             // A partition paused for backpressure in an earlier assignment
             // starts this one flowing (the pipeline's intake holds nothing
             // for it any more).
@@ -322,6 +325,11 @@ pub fn finish(consumer: &SourceConsumer, batch: &[Work], metrics: &PipelineMetri
     }
 }
 
+/// How `/readyz` names a pipeline's wait for its partitions.
+fn assignment_component(pipeline: &str) -> String {
+    format!("pipeline `{pipeline}`: source")
+}
+
 /// Build the consumer and subscribe (or assign).
 pub fn consumer(cfg: &KafkaSource, ctx: SourceContext) -> Result<SourceConsumer, String> {
     const MANAGED: &str = "sluice's at-least-once offset handling";
@@ -366,6 +374,10 @@ pub fn consumer(cfg: &KafkaSource, ctx: SourceContext) -> Result<SourceConsumer,
         .map_err(|e| format!("cannot create Kafka consumer: {e}"))?;
     if cfg.assign.is_empty() {
         let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+        crate::metrics::not_ready(
+            &assignment_component(&consumer.context().pipeline),
+            "waiting for its partition assignment",
+        );
         consumer
             .subscribe(&topics)
             .map_err(|e| format!("cannot subscribe to {topics:?}: {e}"))?;

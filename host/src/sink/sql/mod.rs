@@ -91,7 +91,7 @@ pub struct SqlSink {
     pub exactly_once: bool,
     group: Arc<str>,
     offsets_table: Arc<str>,
-    /// How `/healthz` names this pipeline's database.
+    /// How `/readyz` names this pipeline's database.
     component: Arc<str>,
 }
 
@@ -217,7 +217,7 @@ async fn connect(
         let e = match tried {
             Ok(db) => {
                 if attempt > 0 {
-                    crate::metrics::healthy(&format!("pipeline `{}`: database", p.name));
+                    crate::metrics::ready(&format!("pipeline `{}`: database", p.name));
                     tracing::info!(pipeline = %p.name, "database available again");
                 }
                 return Ok(db);
@@ -240,7 +240,7 @@ async fn connect(
             Err(e) => e,
         };
         attempt += 1;
-        crate::metrics::unhealthy(
+        crate::metrics::not_ready(
             &format!("pipeline `{}`: database", p.name),
             format!("unavailable: {e}"),
         );
@@ -272,7 +272,7 @@ struct Batcher {
     pipeline: String,
     /// How many batches may be written at once, each on its own connection.
     lanes: usize,
-    /// How `/healthz` names this pipeline's database.
+    /// How `/readyz` names this pipeline's database.
     component: String,
     db: Db,
     tables: Arc<Vec<TableSpec>>,
@@ -443,7 +443,7 @@ impl Batcher {
             };
             if committed {
                 if attempt > 0 {
-                    crate::metrics::healthy(&self.component);
+                    crate::metrics::ready(&self.component);
                 }
                 for t in &per_table {
                     let refused = bad
@@ -594,7 +594,7 @@ impl Batcher {
     /// Wait before retrying a failed write; gives up only on shutdown.
     async fn backoff(&self, attempt: &mut u32, e: &sqlx::Error) -> anyhow::Result<()> {
         *attempt += 1;
-        crate::metrics::unhealthy(&self.component, format!("writes failing, retrying: {e}"));
+        crate::metrics::not_ready(&self.component, format!("writes failing, retrying: {e}"));
         tracing::warn!(error = %e, attempt = *attempt, "database write failed; retrying");
         if pause(*attempt, &self.cancel).await {
             Ok(())
