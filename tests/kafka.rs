@@ -1001,6 +1001,52 @@ fn dlq_list_groups_dead_letters_and_show_prints_one() {
     assert_eq!(one["headers"]["sluice.error.kind"], "invalid");
     assert_eq!(one["headers"]["sluice.source.offset"], "2");
 
+    // Replayed through the chain that rejected them, they fail again.
+    let replay = |file: &str, extra: &[&str]| {
+        let mut args = vec!["replay", file, "--pipeline", "test", "--dry-run"];
+        args.extend_from_slice(extra);
+        let o = dlq(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (lines, String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (lines, summary) = replay(file, &[]);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for l in &lines {
+        assert_eq!(l["result"], "failed again", "{l}");
+        assert_eq!(l["error"]["message"], "no recipe found in page");
+    }
+    assert!(
+        summary.contains("0 fixed, 3 failed again, 0 skipped"),
+        "{summary}"
+    );
+    assert_eq!(lines[0]["source"], format!("{}/0/1", t.input));
+    // A chain that takes them (passthrough, for this test) fixes all three,
+    // and says what it would write.
+    let fixed_file = pipeline_file(dir.path(), b, &t, &common::plugin("passthrough"), "", "");
+    let (lines, summary) = replay(fixed_file.to_str().unwrap(), &[]);
+    assert!(summary.contains("3 fixed, 0 failed again"), "{summary}");
+    let values: Vec<&str> = lines
+        .iter()
+        .map(|l| l["outputs"][0]["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, not_recipes);
+    assert_eq!(lines[2]["outputs"][0]["key"], "bad2");
+    // Filters select nothing when nothing matches.
+    assert!(replay(file, &["--kind", "trap"]).0.is_empty());
+    assert_eq!(
+        replay(file, &["--plugin-version", &version[..8]]).0.len(),
+        3
+    );
+    assert!(replay(file, &["--plugin-version", "ffff"]).0.is_empty());
+    // Writing is not there yet, and says so.
+    let o = dlq(&["replay", file, "--pipeline", "test"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pass --dry-run"));
+
     // Mistakes name what is wrong and exit 2.
     let o = dlq(&["list", file, "--pipeline", "nope"]);
     assert_eq!(o.status.code(), Some(2));

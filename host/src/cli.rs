@@ -65,6 +65,32 @@ pub enum DlqCommand {
         #[arg(long)]
         offset: i64,
     },
+    /// Run the selected dead letters through the pipeline's current plugin
+    /// chain and say, per record, fixed / failed again / skipped. Only
+    /// `--dry-run` is implemented: nothing is written.
+    Replay(DlqReplayArgs),
+}
+
+/// Arguments of `sluice dlq replay`.
+#[derive(Debug, Args)]
+pub struct DlqReplayArgs {
+    /// Which file and pipeline.
+    #[command(flatten)]
+    pub at: DlqArgs,
+    /// Only dead letters of this error kind (`invalid`, `trap`, ...).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only dead letters rejected by this plugin version (a SHA-256 or a
+    /// prefix of one).
+    #[arg(long)]
+    pub plugin_version: Option<String>,
+    /// Only dead letters written at or after this time (RFC 3339, e.g.
+    /// 2026-12-03T18:00:00Z).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    pub since: Option<std::time::SystemTime>,
+    /// Print what would happen, one JSON line per dead letter; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Which dead-letter topic `sluice dlq` reads.

@@ -63,6 +63,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Check { file } => commands::pipeline::check(&rt, &file),
         Command::Produce(args) => commands::produce::run(args),
         Command::Consume(args) => commands::consume::run(args),
-        Command::Dlq(cmd) => commands::dlq::run(cmd),
+        Command::Dlq(cmd) => commands::dlq::run(&rt, cmd),
     }
 }

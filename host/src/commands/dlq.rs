@@ -12,8 +12,19 @@
 //!   Records written after the reader passed are not waited for.
 //! - `show` prints one record, by dead-letter partition and offset, with its
 //!   key, its value (a string when UTF-8, else base64) and every header.
-//! - Neither joins a consumer group or commits anything: no one's offsets
-//!   move. A pipeline name the file does not have, or a dead-letter topic
+//! - `replay --dry-run` runs each selected dead letter (by `--kind`,
+//!   `--plugin-version` prefix, `--since`) through the pipeline's current
+//!   plugin chain, admitted as `sluice run` admits it, and prints one JSON
+//!   line per dead letter: `fixed` with the outputs it would write (default
+//!   route outputs feed the next plugin, named routes leave the chain),
+//!   `failed again` with the new error, or `skipped` with the reason (a dead
+//!   letter of an *output*, or one sent without its value, is not the source
+//!   record and cannot be replayed). The input is the source record as it
+//!   was: its topic, partition and offset from the `sluice.source.*`
+//!   headers, and its own headers (`x-upstream-sluice.*` restored to
+//!   `sluice.*`). Replay that writes is not implemented and is refused.
+//! - None of them joins a consumer group or commits anything: no one's
+//!   offsets move. A pipeline name the file does not have, or a dead-letter topic
 //!   the broker does not have, is a usage error (exit 2) naming it.
 
 use std::collections::BTreeMap;
@@ -28,16 +39,19 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Map, Value, json};
 
 use super::{bytes_to_json, usage};
-use crate::cli::{DlqArgs, DlqCommand};
+use crate::cli::{DlqArgs, DlqCommand, DlqReplayArgs};
 use crate::config::kafka::PropertyBuilder;
 use crate::config::pipeline::{self, Pipeline};
+use crate::plugin::{Header, Input, Instance, Output, Runtime};
 use crate::sink::dead_letter::{
-    H_KIND, H_MESSAGE, H_OFFSET, H_PARTITION, H_PLUGIN, H_PLUGIN_HASH, H_TOPIC,
+    H_KIND, H_MESSAGE, H_OFFSET, H_OMITTED, H_PARTITION, H_PLUGIN, H_PLUGIN_HASH, H_TIMESTAMP,
+    H_TOPIC, UPSTREAM_PREFIX,
 };
 
-/// Runs `sluice dlq list` or `sluice dlq show`.
-pub fn run(cmd: DlqCommand) -> anyhow::Result<()> {
+/// Runs `sluice dlq list`, `show` or `replay`.
+pub fn run(runtime: &Runtime, cmd: DlqCommand) -> anyhow::Result<()> {
     match cmd {
+        DlqCommand::Replay(args) => replay(runtime, &args),
         DlqCommand::List(args) => list(&args),
         DlqCommand::Show {
             at,
@@ -330,4 +344,250 @@ fn show(args: &DlqArgs, partition: i32, offset: i64) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", serde_json::to_string_pretty(&record)?)?;
     Ok(())
+}
+
+/// The error kinds whose dead letter carries an output rather than the
+/// source record.
+const OUTPUT_KINDS: &[&str] = &["produce", "routed", "sql", "route"];
+
+/// The source record a dead letter holds, or why it holds none.
+fn source_record(d: &DeadLetter) -> Result<Input, String> {
+    let kind = d.header(H_KIND).unwrap_or("");
+    if OUTPUT_KINDS.contains(&kind) {
+        return Err(format!(
+            "a `{kind}` dead letter holds an output, not the source record"
+        ));
+    }
+    if d.header(H_OMITTED).is_some() {
+        return Err("sent without its value (too large for the producer)".into());
+    }
+    let number = |h| d.header(h).and_then(|v| v.parse::<i64>().ok());
+    let headers = d
+        .headers
+        .iter()
+        .filter(|(n, _)| !n.starts_with("sluice."))
+        .map(|(n, v)| Header {
+            name: n
+                .strip_prefix(UPSTREAM_PREFIX)
+                .filter(|rest| rest.starts_with("sluice."))
+                .map_or_else(|| n.clone(), str::to_owned),
+            value: v.clone().unwrap_or_default(),
+        })
+        .collect();
+    Ok(Input {
+        topic: d.header(H_TOPIC).unwrap_or("").to_owned(),
+        partition: number(H_PARTITION).unwrap_or(-1) as i32,
+        offset: number(H_OFFSET).unwrap_or(-1),
+        timestamp: None,
+        key: d.key.clone(),
+        value: d.value.clone().unwrap_or_default(),
+        headers,
+    })
+}
+
+/// What replaying one record through the chain gave.
+enum Replayed {
+    Fixed(Vec<Output>),
+    FailedAgain {
+        plugin: String,
+        kind: &'static str,
+        message: String,
+    },
+}
+
+/// Runs `input` through `chain` as the pipeline's stages would.
+fn run_chain(chain: &mut [(String, Instance)], input: Input) -> Replayed {
+    let mut current = vec![input];
+    let mut done: Vec<Output> = Vec::new();
+    for (name, instance) in chain.iter_mut() {
+        let mut next = Vec::new();
+        for input in &current {
+            match instance.process(input) {
+                Ok(outputs) => {
+                    for o in outputs {
+                        if o.route.is_some() {
+                            done.push(o);
+                        } else {
+                            next.push(Input {
+                                key: o.key,
+                                value: o.value,
+                                headers: o.headers,
+                                ..input.clone()
+                            });
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Replayed::FailedAgain {
+                        plugin: name.clone(),
+                        kind: e.kind().as_str(),
+                        message: e.message(),
+                    };
+                }
+            }
+        }
+        current = next;
+    }
+    done.extend(current.into_iter().map(|i| Output {
+        route: None,
+        key: i.key,
+        value: i.value,
+        headers: i.headers,
+    }));
+    Replayed::Fixed(done)
+}
+
+/// Runs `sluice dlq replay`.
+fn replay(runtime: &Runtime, args: &DlqReplayArgs) -> anyhow::Result<()> {
+    if !args.dry_run {
+        return Err(usage(anyhow::anyhow!(
+            "`sluice dlq replay` can only show what it would do so far: pass --dry-run"
+        )));
+    }
+    let (p, consumer) = open(&args.at)?;
+    let mut chain = Vec::new();
+    for (i, pc) in p.plugins.iter().enumerate() {
+        let at = || format!("pipeline `{}`: plugin[{i}] ({})", p.name, pc.display_name());
+        let plugin = crate::swap::admit_file(runtime, pc)
+            .with_context(at)
+            .map_err(usage)?;
+        let instance = Instance::for_config(plugin, pc)
+            .map_err(|e| usage(anyhow::anyhow!("{}: {e}", at())))?;
+        chain.push((pc.display_name(), instance));
+    }
+    let letters = read(&consumer, &p.dead_letter.topic, args.at.timeout, None)?;
+    let since_ms = args.since.map(|t| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    });
+    let selected = letters.iter().filter(|d| {
+        args.kind
+            .as_deref()
+            .is_none_or(|k| d.header(H_KIND) == Some(k))
+            && args
+                .plugin_version
+                .as_deref()
+                .is_none_or(|v| d.header(H_PLUGIN_HASH).is_some_and(|h| h.starts_with(v)))
+            && since_ms.is_none_or(|s| {
+                d.header(H_TIMESTAMP)
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .is_some_and(|t| t >= s)
+            })
+    });
+    let (mut fixed, mut failed, mut skipped) = (0usize, 0usize, 0usize);
+    let mut stdout = std::io::stdout().lock();
+    for d in selected {
+        let id = json!({
+            "dead_letter": {"partition": d.partition, "offset": d.offset},
+            "source": format!(
+                "{}/{}/{}",
+                d.header(H_TOPIC).unwrap_or("?"),
+                d.header(H_PARTITION).unwrap_or("?"),
+                d.header(H_OFFSET).unwrap_or("?")
+            ),
+        });
+        let mut line = id.as_object().cloned().unwrap_or_default();
+        match source_record(d) {
+            Err(why) => {
+                skipped += 1;
+                line.insert("result".into(), json!("skipped"));
+                line.insert("reason".into(), json!(why));
+            }
+            Ok(input) => match run_chain(&mut chain, input) {
+                Replayed::Fixed(outputs) => {
+                    fixed += 1;
+                    line.insert("result".into(), json!("fixed"));
+                    let outputs: Vec<Value> = outputs
+                        .into_iter()
+                        .map(|o| super::plugin::output_json(&Value::Null, o))
+                        .map(|mut o| {
+                            if let Some(m) = o.as_object_mut() {
+                                m.remove("input");
+                            }
+                            o
+                        })
+                        .collect();
+                    line.insert("outputs".into(), Value::Array(outputs));
+                }
+                Replayed::FailedAgain {
+                    plugin,
+                    kind,
+                    message,
+                } => {
+                    failed += 1;
+                    line.insert("result".into(), json!("failed again"));
+                    line.insert(
+                        "error".into(),
+                        json!({"plugin": plugin, "kind": kind, "message": message}),
+                    );
+                }
+            },
+        }
+        writeln!(stdout, "{}", Value::Object(line))?;
+    }
+    eprintln!("dry run: {fixed} fixed, {failed} failed again, {skipped} skipped; nothing written");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(kind: &str, extra: &[(&str, Option<&str>)]) -> DeadLetter {
+        let mut headers: Vec<(String, Option<Vec<u8>>)> = vec![
+            (H_TOPIC.into(), Some(b"raw".to_vec())),
+            (H_PARTITION.into(), Some(b"2".to_vec())),
+            (H_OFFSET.into(), Some(b"41".to_vec())),
+            (H_KIND.into(), Some(kind.as_bytes().to_vec())),
+        ];
+        headers.extend(
+            extra
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.map(|v| v.as_bytes().to_vec()))),
+        );
+        DeadLetter {
+            partition: 0,
+            offset: 7,
+            key: Some(b"k".to_vec()),
+            value: Some(b"v".to_vec()),
+            headers,
+        }
+    }
+
+    #[test]
+    fn the_source_record_comes_back_with_its_own_headers() {
+        let d = letter(
+            "invalid",
+            &[
+                ("url", Some("https://x.test")),
+                ("x-upstream-sluice.trace", Some("t1")),
+                ("x-upstream-other", Some("o")),
+                ("sluice.plugin.version", Some("p@abc")),
+                ("empty", None),
+            ],
+        );
+        let input = source_record(&d).unwrap();
+        assert_eq!(
+            (input.topic.as_str(), input.partition, input.offset),
+            ("raw", 2, 41)
+        );
+        assert_eq!(input.key.as_deref(), Some(b"k".as_slice()));
+        assert_eq!(input.value, b"v");
+        let names: Vec<&str> = input.headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["url", "sluice.trace", "x-upstream-other", "empty"]);
+    }
+
+    #[test]
+    fn outputs_and_cut_down_copies_are_not_source_records() {
+        for kind in ["produce", "routed", "sql", "route"] {
+            assert!(source_record(&letter(kind, &[])).is_err(), "{kind}");
+        }
+        let cut = letter("invalid", &[(H_OMITTED, Some("123456 bytes"))]);
+        assert!(
+            source_record(&cut)
+                .unwrap_err()
+                .contains("without its value")
+        );
+        assert!(source_record(&letter("trap", &[])).is_ok());
+    }
 }

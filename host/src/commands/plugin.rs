@@ -183,7 +183,7 @@ impl<W: Write> Runner<'_, W> {
     }
 }
 
-fn output_json(id: &Value, o: Output) -> Value {
+pub(crate) fn output_json(id: &Value, o: Output) -> Value {
     let mut m = Map::new();
     m.insert("input".into(), id.clone());
     m.insert("route".into(), o.route.map_or(Value::Null, Value::String));
