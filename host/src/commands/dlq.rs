@@ -99,16 +99,8 @@ fn open(args: &DlqArgs) -> anyhow::Result<(Pipeline, BaseConsumer)> {
                 names.join(", ")
             ))
         })?;
-    let brokers = p
-        .producer
-        .brokers
-        .clone()
-        .unwrap_or_else(|| p.source.brokers.clone());
-    let security = p
-        .producer
-        .security
-        .clone()
-        .unwrap_or_else(|| p.source.security.clone());
+    let brokers = p.producer_brokers();
+    let security = p.producer_security();
     let mut b = PropertyBuilder::new();
     b.set("bootstrap.servers", brokers, "producer.brokers");
     b.set(

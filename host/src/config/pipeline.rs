@@ -218,6 +218,26 @@ pub struct RetryConfig {
     pub max_backoff: Duration,
 }
 
+impl Pipeline {
+    /// The brokers outputs and dead letters are written to:
+    /// `producer.brokers`, else the source's.
+    pub fn producer_brokers(&self) -> String {
+        self.producer
+            .brokers
+            .clone()
+            .unwrap_or_else(|| self.source.brokers.clone())
+    }
+
+    /// The security outputs and dead letters are written with:
+    /// `producer.security`, else the source's.
+    pub fn producer_security(&self) -> super::kafka::Security {
+        self.producer
+            .security
+            .clone()
+            .unwrap_or_else(|| self.source.security.clone())
+    }
+}
+
 impl Default for RetryConfig {
     fn default() -> Self {
         RetryConfig {

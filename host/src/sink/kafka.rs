@@ -80,16 +80,8 @@ impl Producers {
     /// One producer per compression codec the routes use (index 0 has the
     /// default codec and also carries dead letters).
     pub fn new(p: &Pipeline) -> anyhow::Result<Self> {
-        let brokers = p
-            .producer
-            .brokers
-            .clone()
-            .unwrap_or_else(|| p.source.brokers.clone());
-        let security = p
-            .producer
-            .security
-            .clone()
-            .unwrap_or_else(|| p.source.security.clone());
+        let brokers = p.producer_brokers();
+        let security = p.producer_security();
         let mut codecs: Vec<Option<Compression>> = vec![None];
         for r in p.routes.values() {
             if r.topic.is_some() && r.compression.is_some() && !codecs.contains(&r.compression) {

@@ -494,16 +494,10 @@ fn is_modifier(token: &str) -> bool {
             .any(|p| contains_ci(token, p))
 }
 
-/// Words one of which every class or id that [`classify`] cares about
-/// contains: most elements are turned away after these few searches.
-const ANY_KIND: &[&str] = &[
-    "ingredi",
-    "ingrédi",
-    "zutat",
-    "skladnik",
-    "składnik",
-    "malzeme",
-    "ингредиент",
+/// With [`INGREDIENT_WORDS`], the words one of which every class or id that
+/// [`classify`] cares about contains: most elements are turned away after
+/// these few searches.
+const OTHER_KIND_WORDS: &[&str] = &[
     "recipe",
     "serv",
     "yield",
@@ -519,28 +513,35 @@ const ANY_KIND: &[&str] = &[
     "wpurp",
 ];
 
-/// Two-letter starts of the [`ANY_KIND`] words, as a 64K-bit set indexed by
-/// the two lowercase bytes.
+/// Two-letter starts of the words [`classify`] looks for, as a 64K-bit set
+/// indexed by the two lowercase bytes.
 static KIND_STARTS: [u64; 1024] = {
     let mut set = [0u64; 1024];
-    let mut i = 0;
-    while i < ANY_KIND.len() {
-        let w = ANY_KIND[i].as_bytes();
-        let pair = (w[0] as usize) << 8 | w[1] as usize;
-        set[pair / 64] |= 1 << (pair % 64);
-        i += 1;
+    let lists = [INGREDIENT_WORDS, OTHER_KIND_WORDS];
+    let mut l = 0;
+    while l < lists.len() {
+        let mut i = 0;
+        while i < lists[l].len() {
+            let w = lists[l][i].as_bytes();
+            let pair = (w[0] as usize) << 8 | w[1] as usize;
+            set[pair / 64] |= 1 << (pair % 64);
+            i += 1;
+        }
+        l += 1;
     }
     set
 };
 
-/// Whether `s` may contain one of the [`ANY_KIND`] words: one table lookup
-/// per byte, and the words compared only where one may start.
+/// Whether `s` may contain one of the words [`classify`] looks for: one
+/// table lookup per byte, and the words compared only where one may start.
 fn may_name_a_kind(s: &str) -> bool {
     let b = s.as_bytes();
     (1..b.len()).any(|i| {
         let pair =
             (b[i - 1].to_ascii_lowercase() as usize) << 8 | b[i].to_ascii_lowercase() as usize;
-        KIND_STARTS[pair / 64] & (1 << (pair % 64)) != 0 && starts_any_ci(&b[i - 1..], ANY_KIND)
+        KIND_STARTS[pair / 64] & (1 << (pair % 64)) != 0
+            && (starts_any_ci(&b[i - 1..], INGREDIENT_WORDS)
+                || starts_any_ci(&b[i - 1..], OTHER_KIND_WORDS))
     })
 }
 
