@@ -66,8 +66,8 @@ pub enum DlqCommand {
         offset: i64,
     },
     /// Run the selected dead letters through the pipeline's current plugin
-    /// chain and say, per record, fixed / failed again / skipped. Only
-    /// `--dry-run` is implemented: nothing is written.
+    /// chain: write what it makes of them (to topics), or with `--dry-run`
+    /// say per record fixed / failed again / skipped.
     Replay(DlqReplayArgs),
 }
 
@@ -91,6 +91,11 @@ pub struct DlqReplayArgs {
     /// Print what would happen, one JSON line per dead letter; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// The replay group: each dead letter is replayed at most once per
+    /// group, and a rerun after a crash goes on where it stopped (default
+    /// `sluice-replay-PIPELINE`).
+    #[arg(long)]
+    pub group: Option<String>,
 }
 
 /// Which dead-letter topic `sluice dlq` reads.
