@@ -81,6 +81,24 @@ struct DeadLetter {
 }
 
 impl DeadLetter {
+    /// The dead letter a consumer read, copied out of its buffer.
+    fn from_message(msg: &impl Message) -> Self {
+        DeadLetter {
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg.key().map(<[u8]>::to_vec),
+            value: msg.payload().map(<[u8]>::to_vec),
+            headers: msg
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
     /// A header's value as text (the last one of that name).
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -205,21 +223,7 @@ fn read(
             Some(Err(e)) => return Err(e.into()),
             Some(Ok(msg)) => msg,
         };
-        let headers = msg
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(DeadLetter {
-            partition: msg.partition(),
-            offset: msg.offset(),
-            key: msg.key().map(<[u8]>::to_vec),
-            value: msg.payload().map(<[u8]>::to_vec),
-            headers,
-        });
+        out.push(DeadLetter::from_message(&msg));
         if only.is_some_and(|(_, o)| o == msg.offset()) {
             break;
         }
@@ -651,20 +655,7 @@ fn replay_writing(runtime: &Runtime, args: &DlqReplayArgs) -> anyhow::Result<()>
             Some(Err(e)) => return Err(e.into()),
             Some(Ok(msg)) => msg,
         };
-        let d = DeadLetter {
-            partition: msg.partition(),
-            offset: msg.offset(),
-            key: msg.key().map(<[u8]>::to_vec),
-            value: msg.payload().map(<[u8]>::to_vec),
-            headers: msg
-                .headers()
-                .map(|hs| {
-                    hs.iter()
-                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        };
+        let d = DeadLetter::from_message(&msg);
         // Dead letters written after this replay began are not its work
         // (among them, the ones it writes itself): stop that partition.
         if d.header(H_TIMESTAMP)

@@ -158,16 +158,6 @@ fn is_raw_text(name: &str) -> bool {
     .any(|r| name.eq_ignore_ascii_case(r))
 }
 
-/// Elements that never have contents or an end tag.
-pub fn is_void(name: &str) -> bool {
-    [
-        "area", "base", "br", "col", "embed", "hr", "img", "input", "keygen", "link", "meta",
-        "param", "source", "track", "wbr",
-    ]
-    .iter()
-    .any(|v| name.eq_ignore_ascii_case(v))
-}
-
 /// Splits a page into [`Token`]s.
 #[derive(Debug, Clone)]
 pub struct Tokenizer<'a> {
@@ -467,11 +457,6 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// How many elements are open.
-    pub fn depth(&self) -> usize {
-        self.stack.len()
-    }
-
     /// Queues the closing of every element above index `keep` (which stay
     /// open), innermost first, ending at `end`.
     fn close_to(&mut self, keep: usize, end: usize, closes: &mut Vec<Event<'a>>) {
@@ -644,11 +629,23 @@ pub fn visible_text(src: &str, skip: impl Fn(&Tag<'_>) -> bool) -> String {
 }
 
 fn is_invisible_tag(name: &str) -> bool {
-    name.len() <= 8 && is_invisible(&name.to_ascii_lowercase())
+    with_lowercase(name, is_invisible)
 }
 
 fn is_block_tag(name: &str) -> bool {
-    name.len() <= 10 && is_block(&name.to_ascii_lowercase())
+    with_lowercase(name, is_block)
+}
+
+/// `test` of `name` in lowercase, without allocating (names longer than
+/// any HTML element's are no element `test` knows).
+fn with_lowercase(name: &str, test: fn(&str) -> bool) -> bool {
+    let mut buf = [0u8; 12];
+    let Some(lower) = buf.get_mut(..name.len()) else {
+        return false;
+    };
+    lower.copy_from_slice(name.as_bytes());
+    lower.make_ascii_lowercase();
+    std::str::from_utf8(lower).is_ok_and(test)
 }
 
 #[cfg(test)]
